@@ -1,0 +1,126 @@
+"""The ``llmnet`` command: a thin layer over library functions.
+
+A user's mistake prints one line per problem (file:line:col: yaml.path: what and how to
+fix) and exits 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from llmnet.errors import LlmnetError, SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="llmnet: compound-inference networks of LLM calls, declared in YAML.")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors")) -> None:
+    _state["debug"] = debug
+
+
+def fail(problems: list[str], code: int = 2) -> None:
+    for line in problems:
+        err.print(f"[red]error:[/red] {line}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn llmnet's errors into one line each and exit 2 (tracebacks only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LlmnetError, OSError) as exc:
+            if _state["debug"]:
+                raise
+            if isinstance(exc, SpecError):
+                fail([p.format() for p in exc.problems])
+            fail([str(exc) if not isinstance(exc, OSError) else f"{exc.filename or ''}: {exc.strerror or exc}"])
+
+    return wrapper
+
+
+def parse_sets(sets: Optional[list[str]]) -> dict[str, Any]:
+    from llmnet.loader import parse_overrides
+
+    return parse_overrides(sets)
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="network files"),
+             set_: Optional[list[str]] = SetOption) -> None:
+    """Check network files without calling any model. Example: llmnet validate graphs/*.yaml"""
+    from llmnet.graph import load_network
+
+    lines: list[str] = []
+    for file in files:
+        try:
+            net = load_network(file, parse_sets(set_))
+        except SpecError as exc:
+            if _state["debug"]:
+                raise
+            lines += [p.format() for p in exc.problems]
+            continue
+        n = sum(1 for _ in net.walk())
+        out.print(f"[green]ok[/green] {file}: {net.name} ({n} nodes, output '{net.output}')")
+    if lines:
+        fail(lines)
+
+
+@app.command()
+def schema(output: Optional[Path] = typer.Option(None, "--out", "-o", help="write to a file instead of stdout")) -> None:
+    """Print the JSON schema of network files (for editor completion). Example: llmnet schema -o llmnet.schema.json"""
+    from llmnet.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+@user_errors
+def graph(file: Path, png: Optional[Path] = typer.Option(None, "--png", help="also draw a PNG here"),
+          set_: Optional[list[str]] = SetOption) -> None:
+    """Draw a network: Mermaid text on stdout, and a PNG with --png. Example: llmnet graph graphs/gated.yaml --png g.png"""
+    from llmnet.draw import draw_png, mermaid
+    from llmnet.graph import load_network
+
+    net = load_network(file, parse_sets(set_))
+    sys.stdout.write(mermaid(net))
+    if png:
+        try:
+            draw_png(net, png)
+        except ImportError:
+            err.print("matplotlib is not installed: no PNG drawn")
+        else:
+            err.print(f"wrote {png}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Routers for gate nodes: given a query, pick one branch.
+
+One abstract method (``choose``). Routers are built from their YAML spec by
+``build_router``; new kinds register a builder with ``register_router``.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from llmnet.query import Query
+from llmnet.routing.specs import RuleRouterSpec
+
+
+class Router(ABC):
+    """Picks one of a gate's branches for a query."""
+
+    @abstractmethod
+    def choose(self, query: Query, prompt: str, branches: Sequence[str]) -> str:
+        """Return the name of the branch that should answer ``query`` (``prompt`` is its rendered prompt)."""
+
+
+class RuleRouter(Router):
+    """First matching rule wins (``field op value -> branch``), else the default branch."""
+
+    def __init__(self, spec: RuleRouterSpec):
+        self.spec = spec
+        self._regex = {i: re.compile(str(r.value)) for i, r in enumerate(spec.rules) if r.op == "matches"}
+
+    def _holds(self, i: int, op: str, actual: Any, value: Any) -> bool:
+        if actual is None:
+            return False
+        try:
+            if op == "eq":
+                return actual == value or str(actual) == str(value)
+            if op == "ne":
+                return not (actual == value or str(actual) == str(value))
+            if op in ("lt", "le", "gt", "ge"):
+                a, v = float(actual), float(value)
+                return {"lt": a < v, "le": a <= v, "gt": a > v, "ge": a >= v}[op]
+            if op == "in":
+                return actual in value or str(actual) in [str(x) for x in value]
+            if op == "contains":
+                return str(value) in str(actual)
+            if op == "matches":
+                return self._regex[i].search(str(actual)) is not None
+        except (TypeError, ValueError):
+            return False
+        return False
+
+    def choose(self, query: Query, prompt: str, branches: Sequence[str]) -> str:
+        for i, rule in enumerate(self.spec.rules):
+            actual = len(prompt) if rule.field == "prompt_length" else query.get(rule.field)
+            if self._holds(i, rule.op, actual, rule.value):
+                return rule.branch
+        return self.spec.default
+
+
+_BUILDERS: dict[str, Callable[[Any, Path | None], Router]] = {"rule": lambda spec, base: RuleRouter(spec)}
+
+
+def register_router(kind: str, builder: Callable[[Any, Path | None], Router]) -> None:
+    """Make ``router: {kind: KIND}`` buildable; ``builder(spec, base_dir) -> Router``."""
+    _BUILDERS[kind] = builder
+
+
+def build_router(spec: Any, base: Path | None = None) -> Router:
+    """The Router for a gate's ``router`` spec; ``base`` resolves relative artefact paths."""
+    if isinstance(spec, Router):
+        return spec
+    if spec.kind not in _BUILDERS:
+        # later router kinds live in their own modules and register on import
+        import importlib
+
+        importlib.import_module(f"llmnet.routing.{spec.kind}")
+    return _BUILDERS[spec.kind](spec, base)

@@ -1,0 +1,79 @@
+"""Router specifications for gate nodes (``router: {kind: ...}``).
+
+A gate node holds one of these; ``llmnet.routing.build_router`` turns it into a Router.
+New router kinds add a spec class here and a builder in ``llmnet.routing``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+RULE_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "matches")
+
+
+class Rule(_Strict):
+    """Send the query to ``branch`` when ``<field> <op> <value>`` holds.
+
+    ``field`` is a field of the query (``difficulty``, ``id``, any JSONL field) or one of
+    the derived fields ``question_length`` (characters), ``question_words`` and
+    ``prompt_length`` (characters of the rendered task prompt).
+    """
+
+    field: str = Field(min_length=1)
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "matches"]
+    value: Any
+    branch: str = Field(min_length=1)
+
+
+class RuleRouterSpec(_Strict):
+    """The first matching rule picks the branch; otherwise ``default``."""
+
+    kind: Literal["rule"]
+    rules: list[Rule] = Field(default_factory=list)
+    default: str = Field(min_length=1)
+
+    def branch_names(self) -> list[tuple[str, str]]:
+        """(YAML sub-path, branch) for every branch this router can choose."""
+        return [(f"rules[{i}].branch", r.branch) for i, r in enumerate(self.rules)] + [("default", self.default)]
+
+
+class ComplexityNetRouterSpec(_Strict):
+    """A trained ComplexityNet classifier (``llmnet complexity train``) picks the tier.
+
+    ``rule: predicted`` routes to the most likely tier (the paper); ``rule: cost_aware``
+    routes to the cheapest tier whose predicted success probability is >= ``target``.
+    """
+
+    kind: Literal["complexitynet"]
+    path: str = Field(min_length=1)
+    rule: Literal["predicted", "cost_aware"] = "predicted"
+    target: float = Field(0.8, gt=0, le=1)
+    tiers: dict[str, str] = Field(
+        default_factory=dict, description="map from the classifier's tier names to branch names (default: same names)"
+    )
+
+    def branch_names(self) -> list[tuple[str, str]]:
+        return [(f"tiers.{k}", v) for k, v in self.tiers.items()]
+
+
+class SmartRouterSpec(_Strict):
+    """Route items by a SMART plan (``llmnet smart --out DIR`` writes ``DIR/plan.json``)."""
+
+    kind: Literal["smart"]
+    path: str = Field(min_length=1)
+    branches: dict[str, str] = Field(
+        default_factory=dict, description="map from the plan's model names to branch names (default: same names)"
+    )
+
+    def branch_names(self) -> list[tuple[str, str]]:
+        return [(f"branches.{k}", v) for k, v in self.branches.items()]
+
+
+RouterSpec = Annotated[Union[RuleRouterSpec, ComplexityNetRouterSpec, SmartRouterSpec], Field(discriminator="kind")]
