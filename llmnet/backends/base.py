@@ -1,0 +1,79 @@
+"""The backend contract: one abstract method, ``complete(request) -> Completion``.
+
+Everything else — rate limits, retries, timeouts, the per-sample cache, usage metering,
+re-asking for samples a server silently dropped — wraps a backend in ``llmnet.execute``,
+so a new backend is only the translation of one request into one call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+from llmnet.query import Query
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call for ``n`` samples; sample j is drawn with seed ``seed + j``.
+
+    ``query``/``role``/``candidate`` are context for the simulated backend only; real
+    backends never send them anywhere.
+    """
+
+    prompt: str
+    n: int = 1
+    seed: int = 0
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 64
+    stop: tuple[str, ...] = ()
+    api: Literal["completion", "chat"] = "completion"
+    system: str | None = None
+    choices: tuple[str, ...] | None = None
+    role: Literal["generate", "judge", "select"] = "generate"
+    query: Query | None = field(default=None, compare=False)
+    candidate: str | None = field(default=None, compare=False)
+    n_candidates: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What came back. A server may return fewer samples than asked; the executor re-asks."""
+
+    samples: tuple[Sample, ...]
+
+
+class Backend(ABC):
+    """A model endpoint. ``supports_n``: one call may return several samples."""
+
+    supports_n: bool = False
+
+    def __init__(self, name: str, spec):
+        self.name = name
+        self.spec = spec
+
+    @property
+    def identity(self) -> str:
+        """What makes two samples interchangeable in the cache (never holds secrets)."""
+        return f"{self.spec.backend}:{self.spec.model}"
+
+    @abstractmethod
+    async def complete(self, request: Request) -> Completion:
+        """Run one call; raise ``llmnet.errors.BackendError`` subclasses on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections, threads or model memory."""
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap prompt-token estimate (about 4 characters a token) for budgets before a call."""
+    return max(1, len(text) // 4)

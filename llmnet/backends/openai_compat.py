@@ -1,0 +1,270 @@
+"""Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, TGI, ...) through ``openai.AsyncOpenAI``.
+
+One ``complete()`` is exactly one HTTP call. The SDK's own retries are off
+(``max_retries=0``): the executor retries, with backoff that honours ``Retry-After``,
+so every attempt is seen and counted. Errors are translated in one place,
+:func:`translate_errors`, into llmnet's tree (see ``llmnet.errors``).
+
+What a response is worth:
+
+- **Samples.** ``n`` is sent only when the model ``supports_n``; whatever choices come
+  back are returned (ordered by their ``index``) and the executor re-asks for missing
+  ones, because some servers ignore ``n`` silently (llama.cpp does). Sample ``j`` of a
+  request stands for seed ``request.seed + j``; the request carries ``seed=request.seed``.
+- **Usage.** Servers report one ``usage`` per request. Prompt tokens were paid once, so
+  they go on the first sample and 0 on the others; completion tokens are reported only
+  as a total for all choices, so the total is split evenly (the remainder on the first
+  samples), which keeps per-request sums exact. A server that sends no usage gets the
+  ~4-characters-a-token estimate instead of a silent zero.
+- **Constrained choices** (``request.choices`` with ``structured_choices: true``): the
+  chat API gets ``response_format`` of type ``json_schema`` with a strict object schema
+  ``{"answer": enum[choices]}`` — the form OpenAI requires (a root must be an object) and
+  llama.cpp and vLLM also accept; the reply's ``answer`` is unwrapped, so the sample text
+  is exactly one of the choices. The legacy completion API has no portable field for
+  this, so it is left unconstrained there (the answer extractor still applies); the
+  ``vllm`` backend constrains both APIs with ``structured_outputs``.
+- **Secrets.** The API key is read from the environment variable ``api_key_env`` names;
+  without ``api_key_env`` a placeholder is sent, so a key in ``OPENAI_API_KEY`` never
+  leaks to a local server. The key is kept only inside the SDK client: never in
+  ``identity``, ``repr`` or an error message (server messages are scrubbed of it).
+- ``max_tokens`` is sent as ``max_tokens``, the field every compatible server knows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx2
+import openai
+import pydantic
+
+from llmnet.backends.base import Backend, Completion, Request, Sample, estimate_tokens
+from llmnet.errors import BackendError, BackendRejected, BackendTimeout, BackendUnavailable, RateLimited
+
+PLACEHOLDER_KEY = "not-needed"
+"""Sent when no ``api_key_env`` is given: local servers want some bearer token, not a secret."""
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_KEY_LIKE = re.compile(r"\b(sk|key|tok)-[A-Za-z0-9_\-*.]{4,}", re.IGNORECASE)
+_MAX_DETAIL = 300
+
+
+class MalformedResponse(ValueError):
+    """A 2xx answer that is not a completion (no choices, wrong shape, not JSON)."""
+
+
+def read_api_key(model_name: str, spec) -> str:
+    """The key from ``spec.api_key_env``; a clear error naming the variable (never a value)."""
+    if spec.api_key_env is None:
+        return PLACEHOLDER_KEY
+    value = os.environ.get(spec.api_key_env, "").strip()
+    if not value:
+        raise BackendError(
+            f"model '{model_name}': environment variable {spec.api_key_env} is not set "
+            f"(api_key_env names the variable that holds the API key; export it, or remove api_key_env "
+            f"for a server that needs no key)")
+    return value
+
+
+def public_url(url: str) -> str:
+    """A URL fit for messages and identities: no user:password@, no query string."""
+    parsed = httpx2.URL(url)
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None)).rstrip("/")
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret and secret != PLACEHOLDER_KEY:
+        text = text.replace(secret, "***")
+    text = _KEY_LIKE.sub(lambda m: f"{m.group(1)}-***", text)
+    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."
+
+
+@contextmanager
+def translate_errors(where: str, secret: str | None = None) -> Iterator[None]:
+    """Map openai / transport / parsing errors onto llmnet's tree, ``from exc``.
+
+    429 -> RateLimited(retry_after); timeouts and 408 -> BackendTimeout; connection
+    failures, 5xx and malformed bodies -> BackendUnavailable (5xx keeps Retry-After);
+    any other 4xx -> BackendRejected (the request itself is wrong: not retried).
+    """
+    try:
+        yield
+    except openai.RateLimitError as exc:
+        raise RateLimited(f"{where}: rate limited (HTTP 429): {_scrub(exc.message, secret)}",
+                          retry_after=retry_after(exc.response.headers)) from exc
+    except openai.APITimeoutError as exc:
+        raise BackendTimeout(f"{where}: no answer within the timeout") from exc
+    except openai.APIConnectionError as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "connection error"
+        raise BackendUnavailable(f"{where}: cannot reach the server ({cause})") from exc
+    except openai.APIStatusError as exc:
+        detail = f"HTTP {exc.status_code}: {_scrub(exc.message, secret)}"
+        if exc.status_code == 408:
+            raise BackendTimeout(f"{where}: {detail}") from exc
+        if exc.status_code >= 500:
+            raise BackendUnavailable(f"{where}: server error {detail}",
+                                     retry_after=retry_after(exc.response.headers)) from exc
+        raise BackendRejected(f"{where}: request rejected, {detail}") from exc
+    except (openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError, pydantic.ValidationError,
+            MalformedResponse) as exc:
+        raise BackendUnavailable(f"{where}: malformed response ({type(exc).__name__}: "
+                                 f"{_scrub(str(exc), secret)})") from exc
+
+
+def _choice_text(choice: Any, api: str) -> str:
+    """A choice's text; a chat message without content (a refusal, a tool call) is empty."""
+    if api == "chat":
+        message = getattr(choice, "message", None)
+        if message is None:
+            raise MalformedResponse("a chat choice has no message")
+        content = getattr(message, "content", None)
+        return content if isinstance(content, str) else ""
+    text = getattr(choice, "text", None)
+    if not isinstance(text, str):
+        raise MalformedResponse("a completion choice has no text")
+    return text
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` integers that differ by at most one and sum to ``total``."""
+    base, extra = divmod(max(0, total), parts)
+    return [base + (1 if j < extra else 0) for j in range(parts)]
+
+
+class OpenAIBackend(Backend):
+    """``openai.AsyncOpenAI`` against one OpenAI-compatible base URL.
+
+    ``http_client`` replaces the SDK's HTTP client (tests pass one with an
+    ``httpx2.MockTransport``); the backend closes it in :meth:`aclose` either way.
+    """
+
+    def __init__(self, name: str, spec, *, http_client: httpx2.AsyncClient | None = None):
+        super().__init__(name, spec)
+        self.supports_n = bool(getattr(spec, "supports_n", False))
+        key = read_api_key(name, spec)
+        self._http = http_client or openai.DefaultAsyncHttpxClient(timeout=spec.limits.timeout)
+        self._client = openai.AsyncOpenAI(base_url=self._base_urls()[0], api_key=key, max_retries=0,
+                                          timeout=spec.limits.timeout, http_client=self._http)
+
+    def _base_urls(self) -> list[str]:
+        urls = self.spec.base_url
+        if not urls:
+            return [os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL]
+        return [urls] if isinstance(urls, str) else list(urls)
+
+    @property
+    def identity(self) -> str:
+        # A generic server's model name does not pin its weights (llama.cpp answers to any
+        # name), so the endpoint is part of what makes two samples interchangeable.
+        return f"openai:{self.spec.model}@{public_url(self._base_urls()[0])}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, model={self.spec.model!r}, " \
+               f"base_url={[public_url(u) for u in self._base_urls()]!r})"
+
+    # ------------------------------------------------------------------ the one call
+
+    async def complete(self, request: Request) -> Completion:
+        return await self._call(self._client, request, public_url(self._base_urls()[0]))
+
+    async def _call(self, client: openai.AsyncOpenAI, request: Request, url: str) -> Completion:
+        """One HTTP call for ``request`` on ``client``; errors leave translated."""
+        params = self.request_params(request)
+        with translate_errors(f"model '{self.name}' at {url}", client.api_key):
+            if request.api == "chat":
+                response = await client.chat.completions.create(**params)
+            else:
+                response = await client.completions.create(**params)
+            return self._completion(response, request)
+
+    def request_params(self, request: Request) -> dict[str, Any]:
+        """The keyword arguments of ``completions.create`` / ``chat.completions.create``."""
+        params: dict[str, Any] = {"model": self.spec.model, "seed": request.seed,
+                                  "temperature": request.temperature, "top_p": request.top_p,
+                                  "max_tokens": request.max_tokens}
+        n = request.n if self.supports_n else 1
+        if n > 1:
+            params["n"] = n
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.api == "chat":
+            params["messages"] = ([{"role": "system", "content": request.system}] if request.system else []) + [
+                {"role": "user", "content": request.prompt}]
+        else:
+            params["prompt"] = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
+        if request.choices is not None:
+            params.update(self.choice_constraint(request))
+        return params
+
+    def choice_constraint(self, request: Request) -> dict[str, Any]:
+        """Request fields that force the answer to be one of ``request.choices`` (chat only)."""
+        if not getattr(self.spec, "structured_choices", False) or request.api != "chat":
+            return {}
+        schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": list(request.choices)}},
+                  "required": ["answer"], "additionalProperties": False}
+        return {"response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "choice", "strict": True, "schema": schema}}}
+
+    def choice_text(self, text: str, request: Request) -> str:
+        """The chosen label out of a constrained reply (``{"answer": ...}``); raw text otherwise."""
+        if request.choices is None or not self.choice_constraint(request):
+            return text
+        try:
+            answer = json.loads(text).get("answer")
+        except (ValueError, AttributeError):
+            return text
+        return answer if isinstance(answer, str) else text
+
+    # ------------------------------------------------------------------ the response
+
+    def _completion(self, response: Any, request: Request) -> Completion:
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedResponse(f"expected a completion with choices, got {type(response).__name__}")
+        ordered = sorted(choices, key=lambda c: getattr(c, "index", None) if isinstance(
+            getattr(c, "index", None), int) else 0)
+        texts = [_choice_text(c, request.api) for c in ordered[:max(1, request.n)]]
+        texts = [self.choice_text(t, request) for t in texts]
+        usage = getattr(response, "usage", None)
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+        if not isinstance(prompt, int):
+            prompt = estimate_tokens(request.prompt + (request.system or ""))
+        if not isinstance(completion, int):
+            completion = sum(estimate_tokens(t) for t in texts)
+        shares = split_evenly(completion, len(texts))
+        return Completion(tuple(Sample(text, prompt if j == 0 else 0, shares[j]) for j, text in enumerate(texts)))
+
+    async def aclose(self) -> None:
+        await self._client.close()

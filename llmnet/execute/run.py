@@ -1,0 +1,226 @@
+"""Running a network over a dataset: streaming results, resume after a crash, the summary.
+
+``DIR/results.jsonl`` gets one line per finished query, flushed as it finishes. Started
+again after ``kill -9``, a run reads what is there (a torn last line is dropped), skips
+the finished queries and, through the per-sample cache, pays for no sample twice. At the
+end the file is rewritten (atomically) in dataset order, so an interrupted-and-resumed
+run and an uninterrupted one give the same file. ``DIR/summary.json`` holds the totals
+and the per-node and per-model breakdowns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmnet.errors import BudgetExceeded
+from llmnet.execute.cache import SampleCache
+from llmnet.execute.engine import Engine
+from llmnet.execute.usage import Usage
+from llmnet.graph import Network
+from llmnet.query import Query
+
+RESULTS, SUMMARY = "results.jsonl", "summary.json"
+
+
+@dataclass
+class RunConfig:
+    out_dir: Path | None = None
+    cache_path: Path | None = None       # None: no cache
+    concurrency: int = 64                # queries in flight at once
+    max_cost: float | None = None        # dollars; the run stops cleanly before exceeding it
+    progress: bool = True
+    seed: int = 0                        # seeds vote tie-breaks
+    keep_results: bool = True            # keep result records in memory (off for huge runs)
+
+
+@dataclass
+class RunReport:
+    summary: dict[str, Any]
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Totals:
+    """Summary statistics accumulated one result record at a time (constant memory)."""
+
+    def __init__(self) -> None:
+        self.queries = self.graded = self.correct = self.errors = 0
+        self.total = Usage()
+        self.per_node: dict[str, Usage] = {}
+        self.per_model: dict[str, Usage] = {}
+        self.branches: dict[str, dict[str, int]] = {}
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.queries += 1
+        self.errors += rec.get("error") is not None
+        if rec.get("correct") is not None:
+            self.graded += 1
+            self.correct += bool(rec["correct"])
+        for node, entry in rec.get("trace", {}).items():
+            if "usage" in entry:
+                u = Usage(**entry["usage"])
+                self.per_node.setdefault(node, Usage()).add(u)
+                self.per_model.setdefault(entry["model"], Usage()).add(u)
+                self.total.add(u)
+            if "branch" in entry:
+                counts = self.branches.setdefault(node, {})
+                counts[entry["branch"]] = counts.get(entry["branch"], 0) + 1
+
+    def summary(self, network: Network, **extra: Any) -> dict[str, Any]:
+        t = self.total
+        return {
+            "network": network.name,
+            "queries": self.queries,
+            "accuracy": round(self.correct / self.graded, 6) if self.graded else None,
+            "correct": self.correct,
+            "graded": self.graded,
+            "errors": self.errors,
+            "calls": t.calls,
+            "attempts": t.attempts,
+            "retries": t.attempts - t.calls,
+            "samples": t.samples,
+            "cache_hits": t.cache_hits,
+            "prompt_tokens": t.prompt_tokens,
+            "completion_tokens": t.completion_tokens,
+            "cost_usd": round(t.cost_usd, 10),
+            "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
+            "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
+            "branches": self.branches,
+            **extra,
+        }
+
+
+def read_finished(path: Path) -> dict[str, str]:
+    """Finished results (id -> line) of an earlier run; a torn last line is cut off the file."""
+    done: dict[str, str] = {}
+    if not path.exists():
+        return done
+    good_bytes = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                rec = json.loads(raw)
+                done[str(rec["id"])] = raw.decode().rstrip("\n")
+            except (ValueError, KeyError, TypeError):
+                break
+            good_bytes += len(raw)
+    if good_bytes != path.stat().st_size:
+        with path.open("rb+") as fh:
+            fh.truncate(good_bytes)
+    return done
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+async def arun(network: Network, queries: list[Query], config: RunConfig) -> RunReport:
+    ids = [q.id for q in queries]
+    if len(set(ids)) != len(ids):
+        from llmnet.errors import DatasetError
+
+        raise DatasetError("query ids must be unique")
+    cache = SampleCache(config.cache_path) if config.cache_path else None
+    engine = Engine(network, cache, config.max_cost, config.seed)
+    totals, report = Totals(), RunReport({})
+    out = None
+    done: dict[str, str] = {}
+    if config.out_dir:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        results_path = config.out_dir / RESULTS
+        done = read_finished(results_path)
+        for line in done.values():
+            rec = json.loads(line)
+            totals.add(rec)
+            if config.keep_results:
+                report.results.append(rec)
+        out = results_path.open("a", encoding="utf-8")
+    todo = [q for q in queries if q.id not in done]
+    stopped: str | None = None
+    progress = _Progress(len(queries), len(done), config.progress)
+    try:
+        pending: set[asyncio.Task] = set()
+        it = iter(todo)
+        while True:
+            while stopped is None and len(pending) < config.concurrency:
+                q = next(it, None)
+                if q is None:
+                    break
+                pending.add(asyncio.ensure_future(engine.run_query(q)))
+            if not pending:
+                break
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                try:
+                    rec = task.result()
+                except BudgetExceeded as exc:
+                    stopped = str(exc)
+                    continue
+                totals.add(rec)
+                if out:
+                    line = json.dumps(rec, ensure_ascii=False)
+                    out.write(line + "\n")
+                    out.flush()
+                    done[rec["id"]] = line
+                if config.keep_results:
+                    report.results.append(rec)
+                progress.advance(totals.total.cost_usd)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        stopped = "interrupted"
+        for task in pending:
+            task.cancel()
+        raise
+    finally:
+        progress.close()
+        await engine.aclose()
+        if out:
+            out.close()
+        extra = {"complete": stopped is None and len(done if out else report.results) >= len(queries),
+                 "stopped": stopped, "max_in_flight": {m: l.max_in_flight for m, l in engine.models.items()}}
+        report.summary = totals.summary(network, **extra)
+        if config.out_dir:
+            if stopped is None:
+                order = {qid: i for i, qid in enumerate(ids)}
+                lines = sorted(done.values(), key=lambda line: order.get(json.loads(line)["id"], len(order)))
+                _atomic_write(config.out_dir / RESULTS, "".join(line + "\n" for line in lines))
+            _atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
+        if cache is not None:
+            cache.close()
+    order = {qid: i for i, qid in enumerate(ids)}
+    report.results.sort(key=lambda r: order.get(r["id"], 0))
+    return report
+
+
+def run_network(network: Network, queries: list[Query], config: RunConfig | None = None) -> RunReport:
+    """Run ``network`` on ``queries`` (blocking); see ``RunConfig``."""
+    return asyncio.run(arun(network, queries, config or RunConfig(progress=False)))
+
+
+class _Progress:
+    """A rich progress bar with the live cost; silent when disabled."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]queries"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), TextColumn("${task.fields[cost]:.4f}"), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("run", total=total, completed=done, cost=0.0)
+
+    def advance(self, cost: float) -> None:
+        if self.bar:
+            self.bar.update(self.task, advance=1, cost=cost)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()

@@ -1,0 +1,73 @@
+"""What nodes pass along, and the context a node runs in.
+
+Each node kind is one module with one ``async def run(ctx, name, spec, inputs)``; the
+executor calls it when the node's inputs are done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sampled completion on its way to a selector."""
+
+    text: str
+    answer: str | None
+    weight: float = 1.0
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A node's single answer."""
+
+    answer: str | None
+    text: str | None = None
+
+
+Output = list[Candidate] | Answer
+
+
+class Context(Protocol):
+    """What a node may use (implemented by ``llmnet.execute.engine.QueryRun``)."""
+
+    query: Any
+    prompt: str
+    answer_spec: Any
+
+    async def sample(self, name: str, spec: Any, prompt: str, k: int, role: str = "generate",
+                     candidate: str | None = None, n_candidates: int = 0) -> list[str]: ...
+
+    def extract(self, text: str) -> str | None: ...
+
+    def note(self, name: str, **info: Any) -> None: ...
+
+    async def run_branch(self, gate: str, branch: str, network: Any) -> Answer: ...
+
+
+def seeded_rng(*parts: object) -> random.Random:
+    """A coin that depends only on its parts (run seed, query id, node name)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "little"))
+
+
+def plurality(candidates: list[Candidate], rng: random.Random) -> str | None:
+    """Weighted plurality of extracted answers; ties broken uniformly by ``rng``.
+
+    Chen et al.: output argmax_a sum_i w_i 1[z_i = a]. Candidates with no extractable
+    answer do not vote.
+    """
+    scores: dict[str, float] = {}
+    for c in candidates:
+        if c.answer is not None and c.weight > 0:
+            scores[c.answer] = scores.get(c.answer, 0.0) + c.weight
+    if not scores:
+        return None
+    best = max(scores.values())
+    tied = sorted(a for a, s in scores.items() if s == best)
+    return tied[0] if len(tied) == 1 else rng.choice(tied)
