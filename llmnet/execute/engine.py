@@ -59,12 +59,13 @@ class QueryRun:
                           system=self.engine.network.spec.task.system,
                           choices=self.query.choices if self.answer_spec.kind == "choice" and role == "generate"
                           else None, role=role, query=self.query, candidate=candidate, n_candidates=n_candidates)
-        samples, usage = await self.engine.samples(spec.model, request)
-        qual = self.prefix + name
-        entry = self.trace.setdefault(qual, {"model": spec.model})
-        node_usage = entry.setdefault("usage", Usage())
-        node_usage.add(usage)
-        self.usage.add(usage)
+        usage = Usage()
+        try:
+            samples = await self.engine.samples(spec.model, request, usage)
+        finally:  # failed attempts are accounted too
+            entry = self.trace.setdefault(self.prefix + name, {"model": spec.model})
+            entry.setdefault("usage", Usage()).add(usage)
+            self.usage.add(usage)
         return [s.text for s in samples]
 
     async def run_branch(self, gate_name: str, branch: str, network: Network) -> Answer:
@@ -76,15 +77,16 @@ class Engine:
     """Holds the backends, limits, cache and totals for one run of one network."""
 
     def __init__(self, network: Network, cache: SampleCache | None = None, max_cost: float | None = None,
-                 seed: int = 0):
+                 seed: int = 0, backends: Mapping[str, Any] | None = None):
         self.network = network
         self.cache = cache
         self.seed = seed
         self.budget = CostBudget(max_cost)
         used = network.models_used()
-        self.models = {name: Limited(make_backend(name, network.spec.models[name]), self.budget)
+        given = dict(backends or {})  # Backend instances by model name (tests, custom backends)
+        self.models = {name: Limited(given.get(name) or make_backend(name, network.spec.models[name]), self.budget)
                        for name in network.spec.models if name in used}
-        self.keys: dict[str, str] = {}
+        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.routers: dict[int, Any] = {}
         base = None
         if network.source:
@@ -92,7 +94,6 @@ class Engine:
 
             base = Path(network.source).resolve().parent
         self._router_base = base
-        self.per_model: dict[str, Usage] = {name: Usage() for name in self.models}
 
     def router(self, spec: Any) -> Any:
         key = id(spec)
@@ -100,28 +101,47 @@ class Engine:
             self.routers[key] = build_router(spec, self._router_base)
         return self.routers[key]
 
-    async def samples(self, model: str, request: Request) -> tuple[list[Sample], Usage]:
-        """K samples for ``request`` (n = K), from the cache where possible, else paid for."""
+    async def samples(self, model: str, request: Request, usage: Usage) -> list[Sample]:
+        """K samples for ``request`` (n = K), from the cache where possible, else paid for.
+
+        What it took (calls, attempts, tokens, dollars) is added to ``usage``, failures included.
+        """
         limited = self.models[model]
-        usage = Usage(samples=request.n)
+        usage.samples += request.n
         seeds = list(range(request.seed, request.seed + request.n))
-        key = request_key(limited.backend.identity, request) if self.cache is not None else ""
-        have: dict[int, Sample] = self.cache.get_many(key, seeds) if self.cache is not None else {}
-        usage.cache_hits = len(have)
+        if self.cache is None:
+            have = await self._fetch_missing(limited, request, seeds, {}, "", usage)
+            return [have[s] for s in seeds]
+        key = request_key(limited.backend.identity, request)
+        # queries with the same prompt wait for each other, so a sample is never paid twice
+        lock, users = self._key_locks.get(key, (asyncio.Lock(), 0))
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                have = self.cache.get_many(key, seeds)
+                usage.cache_hits += len(have)
+                have = await self._fetch_missing(limited, request, seeds, have, key, usage)
+        finally:
+            lock, users = self._key_locks[key]
+            if users == 1:
+                del self._key_locks[key]
+            else:
+                self._key_locks[key] = (lock, users - 1)
+        return [have[s] for s in seeds]
+
+    async def _fetch_missing(self, limited: Limited, request: Request, seeds: list[int], have: dict[int, Sample],
+                             key: str, usage: Usage) -> dict[int, Sample]:
         missing = [s for s in seeds if s not in have]
         if missing:
-            if limited.backend.supports_n:
-                runs = _contiguous(missing)
-            else:
-                runs = [(s, 1) for s in missing]
+            runs = _contiguous(missing) if limited.backend.supports_n else [(s, 1) for s in missing]
             results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage)
                                              for start, n in runs), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
             for r in results:
-                if isinstance(r, BaseException):
-                    raise r
                 have.update(r)
-        self.per_model[model].add(usage)
-        return [have[s] for s in seeds], usage
+        return have
 
     async def _fetch(self, limited: Limited, request: Request, start: int, n: int, key: str,
                      usage: Usage) -> dict[int, Sample]:

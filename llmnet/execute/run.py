@@ -36,6 +36,7 @@ class RunConfig:
     progress: bool = True
     seed: int = 0                        # seeds vote tie-breaks
     keep_results: bool = True            # keep result records in memory (off for huge runs)
+    backends: dict[str, Any] | None = None  # Backend instances by model name, replacing the spec's
 
 
 @dataclass
@@ -129,7 +130,7 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
 
         raise DatasetError("query ids must be unique")
     cache = SampleCache(config.cache_path) if config.cache_path else None
-    engine = Engine(network, cache, config.max_cost, config.seed)
+    engine = Engine(network, cache, config.max_cost, config.seed, config.backends)
     totals, report = Totals(), RunReport({})
     out = None
     done: dict[str, str] = {}

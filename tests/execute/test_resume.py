@@ -1,0 +1,69 @@
+"""kill -9 at any moment, then the same command again: nothing paid twice, nothing lost."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from ..conftest import ROOT
+
+NETWORK = """
+models: {sim: {backend: simulated, model: s, latency_s: 0.01, price: {input: 1, output: 1}}}
+task: {prompt: "Q: {question}\\nA:"}
+nodes:
+  gen: {kind: generator, model: sim, samples: 3}
+  vote: {kind: vote, inputs: [gen]}
+"""
+
+
+def command(tmp_path, out, cache):
+    return [sys.executable, "-m", "llmnet.cli", "run", str(tmp_path / "net.yaml"), "--data", "arithmetic",
+            "--limit", "150", "--out", str(out), "--cache", str(cache), "--concurrency", "3", "--no-progress"]
+
+
+def results(path):
+    return [{k: r[k] for k in ("id", "answer", "correct", "error")} for r in map(json.loads, open(path))]
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
+    (tmp_path / "net.yaml").write_text(NETWORK)
+    clean = subprocess.run(command(tmp_path, tmp_path / "clean", tmp_path / "clean.sqlite"), cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr
+
+    out, cache = tmp_path / "run", tmp_path / "cache.sqlite"
+    proc = subprocess.Popen(command(tmp_path, out, cache), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "results.jsonl").exists() and len((out / "results.jsonl").read_bytes().splitlines()) >= 30:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = len((out / "results.jsonl").read_bytes().splitlines())
+    assert 30 <= finished_before < 150, "the kill must land mid-run"
+    paid_before = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    again = subprocess.run(command(tmp_path, out, cache), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["queries"] == 150 and summary["complete"]
+    assert results(out / "results.jsonl") == results(tmp_path / "clean" / "results.jsonl")
+    # every sample was paid exactly once across the two runs
+    per_query = [json.loads(l) for l in open(out / "results.jsonl")]
+    assert len({r["id"] for r in per_query}) == 150
+    db = sqlite3.connect(cache)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    distinct = sqlite3.connect(tmp_path / "clean.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == distinct  # same prompts share samples
+    resumed = subprocess.run(command(tmp_path, tmp_path / "again", cache), cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["calls"] == 0  # all from the cache
+    assert paid_before < distinct
+    paid_in_results = summary["samples"] - summary["cache_hits"]
+    assert paid_in_results <= distinct  # across both runs no sample was paid for twice
