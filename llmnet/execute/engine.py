@@ -39,7 +39,6 @@ class QueryRun:
     query: Query
     prompt: str
     answer_spec: Any
-    usage: Usage = field(default_factory=Usage)
     trace: dict[str, dict[str, Any]] = field(default_factory=dict)
     prefix: str = ""
 
@@ -59,14 +58,18 @@ class QueryRun:
                           system=self.engine.network.spec.task.system,
                           choices=self.query.choices if self.answer_spec.kind == "choice" and role == "generate"
                           else None, role=role, query=self.query, candidate=candidate, n_candidates=n_candidates)
-        usage = Usage()
-        try:
-            samples = await self.engine.samples(spec.model, request, usage)
-        finally:  # failed attempts are accounted too
-            entry = self.trace.setdefault(self.prefix + name, {"model": spec.model})
-            entry.setdefault("usage", Usage()).add(usage)
-            self.usage.add(usage)
+        entry = self.trace.get(self.prefix + name)
+        if entry is None:
+            entry = self.trace[self.prefix + name] = {"model": spec.model, "usage": Usage()}
+        samples = await self.engine.samples(spec.model, request, entry["usage"])  # failures are counted too
         return [s.text for s in samples]
+
+    def total_usage(self) -> Usage:
+        total = Usage()
+        for entry in self.trace.values():
+            if "usage" in entry:
+                total.add(entry["usage"])
+        return total
 
     async def run_branch(self, gate_name: str, branch: str, network: Network) -> Answer:
         child = replace(self, prefix=f"{self.prefix}{gate_name}/{branch}/")  # shares usage and trace
@@ -150,7 +153,8 @@ class Engine:
             if len(got) == n:
                 break
             seed = start + len(got)
-            sub = Request(**{**request.__dict__, "n": n - len(got), "seed": seed})
+            sub = request if (seed, n - len(got)) == (request.seed, request.n) else replace(
+                request, n=n - len(got), seed=seed)
             try:
                 attempted = await limited.call(sub)
             except BackendError as exc:
@@ -227,7 +231,7 @@ class Engine:
         except (LlmnetError, ValueError) as exc:
             record.update(answer=None, correct=False if query.answer is not None else None,
                           error=f"{type(exc).__name__}: {exc}")
-        usage = ctx.usage if ctx else Usage()
+        usage = ctx.total_usage() if ctx else Usage()
         record.update(truth=query.answer, calls=usage.calls, attempts=usage.attempts, samples=usage.samples,
                       cache_hits=usage.cache_hits, prompt_tokens=usage.prompt_tokens,
                       completion_tokens=usage.completion_tokens, cost_usd=round(usage.cost_usd, 10),

@@ -1,8 +1,9 @@
 """Per-model limits around a backend: in-flight cap, request and token budgets, timeout,
 retries with exponential backoff and jitter (honouring Retry-After), and a cost budget.
 
-Budgets are leaky buckets (``aiolimiter``) holding one second of the per-minute rate, so
-bursts stay short. The token bucket is charged the estimate up front (prompt estimate +
+Budgets are leaky buckets (``aiolimiter``): requests may burst 0.1 s worth of the rate,
+tokens one second's worth (so a large request still fits). The token bucket is charged
+the estimate up front (prompt estimate +
 max_tokens x n) and corrected from the real usage afterwards: unused tokens are given
 back, overruns charged.
 """
@@ -22,10 +23,10 @@ from llmnet.execute.usage import price
 
 
 class Bucket(AsyncLimiter):
-    """A weighted leaky bucket with ``rate_per_min`` and about one second of burst."""
+    """A weighted leaky bucket with ``rate_per_min`` and ``burst_s`` seconds' worth of burst."""
 
-    def __init__(self, rate_per_min: float):
-        capacity = max(1.0, rate_per_min / 60.0)
+    def __init__(self, rate_per_min: float, burst_s: float = 1.0):
+        capacity = max(1.0, rate_per_min / 60.0 * burst_s)
         super().__init__(capacity, capacity / (rate_per_min / 60.0))
 
     async def take(self, amount: float) -> float:
@@ -75,7 +76,7 @@ class Limited:
         self.spec = backend.spec
         limits = self.spec.limits
         self.semaphore = asyncio.Semaphore(limits.concurrency)
-        self.requests = Bucket(limits.rpm) if limits.rpm else None
+        self.requests = Bucket(limits.rpm, burst_s=0.1) if limits.rpm else None  # short bursts: rpm is kept
         self.tokens = Bucket(limits.tpm) if limits.tpm else None
         self.budget = budget
         self.in_flight = 0
@@ -106,8 +107,9 @@ class Limited:
                     self.in_flight += 1
                     self.max_in_flight = max(self.max_in_flight, self.in_flight)
                     try:
-                        completion = await asyncio.wait_for(self.backend.complete(request), limits.timeout)
-                    except asyncio.TimeoutError:
+                        async with asyncio.timeout(limits.timeout):
+                            completion = await self.backend.complete(request)
+                    except TimeoutError:
                         raise BackendTimeout(f"no answer within {limits.timeout:g}s") from None
                     finally:
                         self.in_flight -= 1

@@ -62,11 +62,11 @@ class Totals:
             self.graded += 1
             self.correct += bool(rec["correct"])
         for node, entry in rec.get("trace", {}).items():
-            if "usage" in entry:
-                u = Usage(**entry["usage"])
-                self.per_node.setdefault(node, Usage()).add(u)
-                self.per_model.setdefault(entry["model"], Usage()).add(u)
-                self.total.add(u)
+            u = entry.get("usage")
+            if u is not None:
+                for bucket in (self.per_node.setdefault(node, Usage()),
+                               self.per_model.setdefault(entry["model"], Usage()), self.total):
+                    bucket.add_dict(u)
             if "branch" in entry:
                 counts = self.branches.setdefault(node, {})
                 counts[entry["branch"]] = counts.get(entry["branch"], 0) + 1
@@ -147,36 +147,37 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
     todo = [q for q in queries if q.id not in done]
     stopped: str | None = None
     progress = _Progress(len(queries), len(done), config.progress)
+    it = iter(todo)
+
+    def finish(rec: dict[str, Any]) -> None:
+        totals.add(rec)
+        if out:
+            line = json.dumps(rec, ensure_ascii=False)
+            out.write(line + "\n")
+            out.flush()
+            done[rec["id"]] = line
+        if config.keep_results:
+            report.results.append(rec)
+        progress.advance(totals.total.cost_usd)
+
+    async def worker() -> None:
+        nonlocal stopped
+        for q in it:  # workers share one iterator: at most `concurrency` queries in flight
+            if stopped is not None:
+                return
+            try:
+                finish(await engine.run_query(q))
+            except BudgetExceeded as exc:
+                stopped = str(exc)
+                return
+
+    workers: list[asyncio.Task] = []
     try:
-        pending: set[asyncio.Task] = set()
-        it = iter(todo)
-        while True:
-            while stopped is None and len(pending) < config.concurrency:
-                q = next(it, None)
-                if q is None:
-                    break
-                pending.add(asyncio.ensure_future(engine.run_query(q)))
-            if not pending:
-                break
-            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                try:
-                    rec = task.result()
-                except BudgetExceeded as exc:
-                    stopped = str(exc)
-                    continue
-                totals.add(rec)
-                if out:
-                    line = json.dumps(rec, ensure_ascii=False)
-                    out.write(line + "\n")
-                    out.flush()
-                    done[rec["id"]] = line
-                if config.keep_results:
-                    report.results.append(rec)
-                progress.advance(totals.total.cost_usd)
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(config.concurrency, len(todo)) or 1)]
+        await asyncio.gather(*workers)
     except (asyncio.CancelledError, KeyboardInterrupt):
         stopped = "interrupted"
-        for task in pending:
+        for task in workers:
             task.cancel()
         raise
     finally:
@@ -184,7 +185,7 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
         await engine.aclose()
         if out:
             out.close()
-        extra = {"complete": stopped is None and len(done if out else report.results) >= len(queries),
+        extra = {"complete": stopped is None and totals.queries >= len(queries),
                  "stopped": stopped, "max_in_flight": {m: l.max_in_flight for m, l in engine.models.items()}}
         report.summary = totals.summary(network, **extra)
         if config.out_dir:

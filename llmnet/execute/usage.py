@@ -1,35 +1,57 @@
 """Usage accounting: calls, attempts, tokens, dollars, latency and cache hits.
 
 One ``Usage`` per call is added into the totals of its node, model and query and the
-run, so every breakdown sums to the same total.
+run, so every breakdown sums to the same total. (Plain slots and explicit loops: this
+sits on the executor's hot path.)
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+FIELDS = ("calls", "attempts", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd",
+          "latency_s", "errors")
 
 
-@dataclass
 class Usage:
-    calls: int = 0            # backend calls that succeeded
-    attempts: int = 0         # every try, failed ones and retries included
-    samples: int = 0          # samples used (fresh + cached)
-    cache_hits: int = 0       # samples served from the cache (not paid)
-    prompt_tokens: int = 0    # paid tokens only
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0    # summed wall time of calls
-    errors: int = 0
+    """calls: successful backend calls; attempts: every try, retries included; samples: used
+    (fresh + cached); cache_hits: samples not paid for; tokens and dollars: paid only;
+    latency_s: summed wall time of calls; errors: calls that failed for good."""
+
+    __slots__ = FIELDS
+
+    def __init__(self, calls: int = 0, attempts: int = 0, samples: int = 0, cache_hits: int = 0,
+                 prompt_tokens: int = 0, completion_tokens: int = 0, cost_usd: float = 0.0, latency_s: float = 0.0,
+                 errors: int = 0) -> None:
+        self.calls, self.attempts, self.samples, self.cache_hits = calls, attempts, samples, cache_hits
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
+        self.cost_usd, self.latency_s, self.errors = cost_usd, latency_s, errors
 
     def add(self, other: "Usage") -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.calls += other.calls
+        self.attempts += other.attempts
+        self.samples += other.samples
+        self.cache_hits += other.cache_hits
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost_usd += other.cost_usd
+        self.latency_s += other.latency_s
+        self.errors += other.errors
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
+    def add_dict(self, d: dict[str, Any]) -> None:
+        self.add(Usage(**d))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in FIELDS}
         d["cost_usd"] = round(d["cost_usd"], 10)
         d["latency_s"] = round(d["latency_s"], 6)
         return d
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Usage) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Usage({', '.join(f'{k}={v}' for k, v in self.to_dict().items() if v)})"
 
 
 def price(spec, prompt_tokens: int, completion_tokens: int) -> float:
