@@ -67,3 +67,22 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     assert paid_before < distinct
     paid_in_results = summary["samples"] - summary["cache_hits"]
     assert paid_in_results <= distinct  # across both runs no sample was paid for twice
+
+
+def test_ctrl_c_writes_what_finished_and_exits(tmp_path):
+    (tmp_path / "net.yaml").write_text(NETWORK)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(command(tmp_path, out, tmp_path / "c.sqlite"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "results.jsonl").exists() and len((out / "results.jsonl").read_bytes().splitlines()) >= 10:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr and "interrupted" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == "interrupted" and not summary["complete"]
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == summary["queries"] >= 10 and all(json.loads(l)["id"] for l in lines)
