@@ -85,7 +85,7 @@ def langgraph_run(net, queries, k):
 
     async def vote(state):
         cands = [Candidate(t, extract(answer_spec, t)) for t in state["samples"]]
-        return {"answer": plurality(cands, seeded_rng(0, state["query"].id))}
+        return {"answer": plurality(cands, lambda: seeded_rng(0, state["query"].id))}
 
     g = StateGraph(State)
     g.add_node("gen", gen)

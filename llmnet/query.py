@@ -35,8 +35,8 @@ class Query:
         return self.fields.get(name, default)
 
     def template_values(self) -> dict[str, Any]:
-        values = {k: v for k, v in self.fields.items()}
-        values.update(id=self.id, question=self.question)
+        values = dict(self.fields)
+        values["id"], values["question"] = self.id, self.question
         if self.choices:
             letters = [chr(ord("A") + i) for i in range(len(self.choices))]
             values["choices"] = "\n".join(f"({l}) {c}" for l, c in zip(letters, self.choices))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from typing import Any
 
 
-def template_fields(template: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def template_fields(template: str) -> tuple[str, ...]:
     """Field names a prompt template uses; raises ValueError for anything but plain names.
 
     Templates are formatted with ``str.format`` on plain names only: attribute and index
@@ -27,7 +29,7 @@ def template_fields(template: str) -> list[str]:
         if conversion or (spec and "{" in spec):
             raise ValueError(f"template field '{{{field}}}' may not use conversions or nested fields")
         names.append(field)
-    return names
+    return tuple(names)
 
 
 class TemplateError(ValueError):

@@ -14,7 +14,7 @@ from typing import Literal
 from llmnet.query import Query
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
     """One call for ``n`` samples; sample j is drawn with seed ``seed + j``.
 
@@ -38,7 +38,7 @@ class Request:
     n_candidates: int = field(default=0, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     text: str
     prompt_tokens: int

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from llmnet.backends.base import Backend, Completion, Request, Sample
@@ -110,6 +111,6 @@ class LocalBackend(Backend):
     async def complete(self, request: Request) -> Completion:
         samples = []
         for j in range(request.n):
-            one = Request(**{**request.__dict__, "n": 1, "seed": request.seed + j})
+            one = replace(request, n=1, seed=request.seed + j)
             samples.append(await asyncio.to_thread(self._call, one))
         return Completion(tuple(samples))

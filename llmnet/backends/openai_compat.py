@@ -18,9 +18,10 @@ What a response is worth:
   ~4-characters-a-token estimate instead of a silent zero.
 - **Constrained choices** (``request.choices`` with ``structured_choices: true``): the
   chat API gets ``response_format`` of type ``json_schema`` with a strict object schema
-  ``{"answer": enum[choices]}`` — the form OpenAI requires (a root must be an object) and
-  llama.cpp and vLLM also accept; the reply's ``answer`` is unwrapped, so the sample text
-  is exactly one of the choices. The legacy completion API has no portable field for
+  ``{"answer": enum[choices]}`` — the form OpenAI requires (a root must be an object),
+  which vLLM, SGLang and llama.cpp's ``llama-server`` also accept (llama-cpp-python's
+  server does not: leave ``structured_choices`` off there). The reply's ``answer`` is
+  unwrapped, so the sample text is exactly one of the choices. The legacy completion API has no portable field for
   this, so it is left unconstrained there (the answer extractor still applies); the
   ``vllm`` backend constrains both APIs with ``structured_outputs``.
 - **Secrets.** The API key is read from the environment variable ``api_key_env`` names;

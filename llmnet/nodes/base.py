@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -56,8 +57,8 @@ def seeded_rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest, "little"))
 
 
-def plurality(candidates: list[Candidate], rng: random.Random) -> str | None:
-    """Weighted plurality of extracted answers; ties broken uniformly by ``rng``.
+def plurality(candidates: list[Candidate], rng: Callable[[], random.Random]) -> str | None:
+    """Weighted plurality of extracted answers; ties broken uniformly by the coin ``rng()``.
 
     Chen et al.: output argmax_a sum_i w_i 1[z_i = a]. Candidates with no extractable
     answer do not vote.
@@ -70,4 +71,4 @@ def plurality(candidates: list[Candidate], rng: random.Random) -> str | None:
         return None
     best = max(scores.values())
     tied = sorted(a for a, s in scores.items() if s == best)
-    return tied[0] if len(tied) == 1 else rng.choice(tied)
+    return tied[0] if len(tied) == 1 else rng().choice(tied)  # the coin is only made when needed

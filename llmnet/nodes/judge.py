@@ -48,6 +48,6 @@ async def filter_(ctx: Context, name: str, spec, inputs) -> list[Candidate]:
 
 async def filter_vote(ctx: Context, name: str, spec, inputs) -> Answer:
     survivors = kept(await judge(ctx, name, spec, inputs))
-    answer = plurality(survivors, ctx.rng(name, spec.vote_seed))
+    answer = plurality(survivors, lambda: ctx.rng(name, spec.vote_seed))
     ctx.note(name, answer=answer)
     return Answer(answer)

@@ -22,6 +22,6 @@ async def run(ctx: Context, name: str, spec, inputs) -> Answer:
     if 1 <= index <= len(candidates):
         answer, how = candidates[index - 1].answer, "picked"
     else:  # an unusable pick falls back to the plurality, so the node still answers
-        answer, how = plurality(candidates, ctx.rng(name, spec.seed)), "fallback-vote"
+        answer, how = plurality(candidates, lambda: ctx.rng(name, spec.seed)), "fallback-vote"
     ctx.note(name, answer=answer, pick=index, how=how)
     return Answer(answer)
