@@ -88,6 +88,8 @@ class Totals:
             "prompt_tokens": t.prompt_tokens,
             "completion_tokens": t.completion_tokens,
             "cost_usd": round(t.cost_usd, 10),
+            "cached_tokens": t.cached_tokens,
+            "cached_cost_usd": round(t.cached_cost_usd, 10),
             "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
             "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
             "branches": self.branches,

@@ -10,22 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 FIELDS = ("calls", "attempts", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd",
-          "latency_s", "errors")
+          "latency_s", "errors", "cached_tokens", "cached_cost_usd")
 
 
 class Usage:
     """calls: successful backend calls; attempts: every try, retries included; samples: used
     (fresh + cached); cache_hits: samples not paid for; tokens and dollars: paid only;
-    latency_s: summed wall time of calls; errors: calls that failed for good."""
+    latency_s: summed wall time of calls; errors: calls that failed for good;
+    cached_tokens / cached_cost_usd: what the cached samples cost when they were paid for
+    (so paid + cached is the run's cost without a cache, e.g. for SMART's accounting)."""
 
     __slots__ = FIELDS
 
     def __init__(self, calls: int = 0, attempts: int = 0, samples: int = 0, cache_hits: int = 0,
                  prompt_tokens: int = 0, completion_tokens: int = 0, cost_usd: float = 0.0, latency_s: float = 0.0,
-                 errors: int = 0) -> None:
+                 errors: int = 0, cached_tokens: int = 0, cached_cost_usd: float = 0.0) -> None:
         self.calls, self.attempts, self.samples, self.cache_hits = calls, attempts, samples, cache_hits
         self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
         self.cost_usd, self.latency_s, self.errors = cost_usd, latency_s, errors
+        self.cached_tokens, self.cached_cost_usd = cached_tokens, cached_cost_usd
 
     def add(self, other: "Usage") -> None:
         self.calls += other.calls
@@ -37,6 +40,8 @@ class Usage:
         self.cost_usd += other.cost_usd
         self.latency_s += other.latency_s
         self.errors += other.errors
+        self.cached_tokens += other.cached_tokens
+        self.cached_cost_usd += other.cached_cost_usd
 
     def add_dict(self, d: dict[str, Any]) -> None:
         self.add(Usage(**d))
@@ -44,6 +49,7 @@ class Usage:
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in FIELDS}
         d["cost_usd"] = round(d["cost_usd"], 10)
+        d["cached_cost_usd"] = round(d["cached_cost_usd"], 10)
         d["latency_s"] = round(d["latency_s"], 6)
         return d
 
