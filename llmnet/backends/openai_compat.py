@@ -80,6 +80,14 @@ def public_url(url: str) -> str:
     return str(parsed.copy_with(userinfo=b"", query=None, fragment=None)).rstrip("/")
 
 
+def base_urls(spec) -> list[str]:
+    """The spec's endpoint(s) as a list; no ``base_url`` means ``$OPENAI_BASE_URL`` or OpenAI's."""
+    urls = spec.base_url
+    if not urls:
+        return [os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL]
+    return [urls] if isinstance(urls, str) else list(urls)
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     ms = headers.get("retry-after-ms")
@@ -143,6 +151,11 @@ def translate_errors(where: str, secret: str | None = None) -> Iterator[None]:
                                  f"{_scrub(str(exc), secret)})") from exc
 
 
+def _choice_index(choice: Any) -> int:
+    index = getattr(choice, "index", None)
+    return index if isinstance(index, int) else 0
+
+
 def _choice_text(choice: Any, api: str) -> str:
     """A choice's text; a chat message without content (a refusal, a tool call) is empty."""
     if api == "chat":
@@ -172,32 +185,28 @@ class OpenAIBackend(Backend):
 
     def __init__(self, name: str, spec, *, http_client: httpx2.AsyncClient | None = None):
         super().__init__(name, spec)
-        self.supports_n = bool(getattr(spec, "supports_n", False))
+        self.supports_n = bool(getattr(spec, "supports_n", type(self).supports_n))
         key = read_api_key(name, spec)
+        self.urls = base_urls(spec)
+        self._label = public_url(self.urls[0])
         self._http = http_client or openai.DefaultAsyncHttpxClient(timeout=spec.limits.timeout)
-        self._client = openai.AsyncOpenAI(base_url=self._base_urls()[0], api_key=key, max_retries=0,
+        self._client = openai.AsyncOpenAI(base_url=self.urls[0], api_key=key, max_retries=0,
                                           timeout=spec.limits.timeout, http_client=self._http)
-
-    def _base_urls(self) -> list[str]:
-        urls = self.spec.base_url
-        if not urls:
-            return [os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL]
-        return [urls] if isinstance(urls, str) else list(urls)
 
     @property
     def identity(self) -> str:
         # A generic server's model name does not pin its weights (llama.cpp answers to any
         # name), so the endpoint is part of what makes two samples interchangeable.
-        return f"openai:{self.spec.model}@{public_url(self._base_urls()[0])}"
+        return f"openai:{self.spec.model}@{self._label}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model={self.spec.model!r}, " \
-               f"base_url={[public_url(u) for u in self._base_urls()]!r})"
+               f"base_url={[public_url(u) for u in self.urls]!r})"
 
     # ------------------------------------------------------------------ the one call
 
     async def complete(self, request: Request) -> Completion:
-        return await self._call(self._client, request, public_url(self._base_urls()[0]))
+        return await self._call(self._client, request, self._label)
 
     async def _call(self, client: openai.AsyncOpenAI, request: Request, url: str) -> Completion:
         """One HTTP call for ``request`` on ``client``; errors leave translated."""
@@ -253,8 +262,7 @@ class OpenAIBackend(Backend):
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise MalformedResponse(f"expected a completion with choices, got {type(response).__name__}")
-        ordered = sorted(choices, key=lambda c: getattr(c, "index", None) if isinstance(
-            getattr(c, "index", None), int) else 0)
+        ordered = sorted(choices, key=_choice_index)  # sample j is the choice with index j
         texts = [_choice_text(c, request.api) for c in ordered[:max(1, request.n)]]
         texts = [self.choice_text(t, request) for t in texts]
         usage = getattr(response, "usage", None)

@@ -7,9 +7,9 @@ backend's (this is a subclass); what vLLM adds:
   K samples cost one prompt's worth of prefill and one request (``supports_n`` is
   always true). With ``seed`` the K samples are reproducible.
 - **Constrained choices** through ``extra_body={"structured_outputs": {"choice": [...]}}``
-  on both the completion and the chat API. The old ``guided_choice`` / ``guided_*``
-  fields were removed from vLLM and are accepted *and silently ignored*, so they are
-  never sent.
+  on both the completion and the chat API (vLLM >= 0.10.2). The old ``guided_choice`` /
+  ``guided_*`` fields were removed in vLLM 0.12 and are now accepted *and silently
+  ignored*, so they are never sent.
 - **Replicas.** ``base_url`` may list several data-parallel replicas of the same model.
   A prompt's samples all go to one replica, chosen by rendezvous (highest-random-weight)
   hashing of the prompt over the healthy replicas: the replica's prefix cache serves
@@ -44,12 +44,9 @@ PROBE_TIMEOUT_S = 5.0
 @dataclass
 class Replica:
     url: str
+    label: str                  # the URL fit for messages (no credentials)
     client: openai.AsyncOpenAI
     healthy: bool = True
-
-    @property
-    def label(self) -> str:
-        return public_url(self.url)
 
 
 def rendezvous_order(key: str, urls: list[str]) -> list[int]:
@@ -68,9 +65,8 @@ class VllmBackend(OpenAIBackend):
 
     def __init__(self, name: str, spec, *, http_client=None, clock=time.monotonic):
         super().__init__(name, spec, http_client=http_client)
-        self.supports_n = True
         self._clock = clock
-        self.replicas = [Replica(url, self._client.with_options(base_url=url)) for url in self._base_urls()]
+        self.replicas = [Replica(url, public_url(url), self._client.with_options(base_url=url)) for url in self.urls]
         self._next_probe = clock() + spec.health_interval_s
         self._probe_task: asyncio.Task | None = None
 
@@ -89,11 +85,9 @@ class VllmBackend(OpenAIBackend):
 
     def route(self, request: Request) -> Replica:
         """The healthy replica that ranks first for this prompt (any replica if none is healthy)."""
-        key = f"{request.system or ''}\x1e{request.prompt}"
-        for i in rendezvous_order(key, [r.url for r in self.replicas]):
-            if self.replicas[i].healthy:
-                return self.replicas[i]
-        return self.replicas[rendezvous_order(key, [r.url for r in self.replicas])[0]]
+        order = rendezvous_order(f"{request.system or ''}\x1e{request.prompt}", [r.url for r in self.replicas])
+        healthy = [i for i in order if self.replicas[i].healthy]
+        return self.replicas[(healthy or order)[0]]
 
     async def complete(self, request: Request) -> Completion:
         self._maybe_probe()
