@@ -159,11 +159,6 @@ def run(file: Path = typer.Argument(..., help="network file"),
     out.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'summary.json'}")
 
 
-from llmnet.complexity.cli import complexity_app  # noqa: E402  (sub-commands register after the core ones)
-
-app.add_typer(complexity_app, name="complexity")
-
-
 @app.command()
 @user_errors
 def smart(file: Path = typer.Argument(..., help="network file holding the reference and the candidates"),
@@ -210,6 +205,11 @@ def smart(file: Path = typer.Argument(..., help="network file holding the refere
               f"cost {result.total_cost:.6g} vs reference-only {result.reference_cost:.6g} {details['cost_unit']} "
               f"(savings x{result.savings:.2f}); realised agreement {agree}")
     out.print(f"wrote {paths['json']}, {paths['png']} and {paths['plan']}")
+
+
+from llmnet.complexity.cli import complexity_app  # noqa: E402  (sub-commands register after the core ones)
+
+app.add_typer(complexity_app, name="complexity")
 
 
 def main() -> None:
