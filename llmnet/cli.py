@@ -15,13 +15,46 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+try:  # typer >= 0.25 vendors click as typer._click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import exceptions as click_errors
 
 from llmnet.errors import LlmnetError, SpecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="llmnet: compound-inference networks of LLM calls, declared in YAML.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
+
+
+def one_line(text: str) -> str:
+    """Escape line breaks and other control characters, so one problem is one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(text))
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage mistakes (bad option values, unknown options) as one ``error:`` line, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:
+            sys.stderr.write(exc.ctx.get_help() + "\n")
+            rv = 2
+        except click_errors.ClickException as exc:
+            err.print(f"[red]error:[/red] {escape(one_line(exc.format_message()))} (see --help)")
+            rv = exc.exit_code
+        except typer.Abort:
+            rv = 130
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="llmnet: compound-inference networks of LLM calls, declared in YAML.")
 _state = {"debug": False}
 
 SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
@@ -34,7 +67,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for
 
 def fail(problems: list[str], code: int = 2) -> None:
     for line in problems:
-        err.print(f"[red]error:[/red] {line}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(one_line(line))}", markup=True, highlight=False)
     raise typer.Exit(code)
 
 
@@ -120,14 +153,14 @@ DEFAULT_CACHE = Path(".llmnet-cache/samples.sqlite")
 @app.command()
 @user_errors
 def run(file: Path = typer.Argument(..., help="network file"),
-        data: str = typer.Option(..., "--data", help="arithmetic[:opts], bilevel[:opts], humaneval or a JSONL path"),
+        data: str = typer.Option(..., "--data", help="arithmetic[:opts], bilevel[:opts], humaneval, mbpp:PATH or a JSONL path"),
         out_dir: Path = typer.Option(..., "--out", help="directory for results.jsonl and summary.json"),
-        limit: Optional[int] = typer.Option(None, "--limit", help="first N queries only"),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N queries only"),
         set_: Optional[list[str]] = SetOption,
         cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="per-sample cache (SQLite)"),
         no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
         max_cost: Optional[float] = typer.Option(None, "--max-cost", help="stop before spending more dollars"),
-        concurrency: int = typer.Option(64, "--concurrency", min=1, help="queries in flight at once"),
+        concurrency: int = typer.Option(64, "--concurrency", min=1, max=100_000, help="queries in flight at once"),
         skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed dataset lines (counted)"),
         seed: int = typer.Option(0, "--seed", help="seeds vote tie-breaks and generated datasets"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
@@ -136,8 +169,10 @@ def run(file: Path = typer.Argument(..., help="network file"),
     from llmnet.execute import RunConfig, run_network
     from llmnet.graph import load_network
 
-    if max_cost is not None and max_cost < 0:
-        fail(["--max-cost must be >= 0"])
+    if max_cost is not None and not max_cost >= 0:  # also refuses nan
+        fail(["--max-cost must be a number >= 0"])
+    if not str(out_dir).strip():
+        fail(["--out needs a directory"])
     net = load_network(file, parse_sets(set_))
     queries, bad = load_dataset_counted(data, limit, seed, skip_bad)
     if bad:
@@ -213,11 +248,7 @@ app.add_typer(complexity_app, name="complexity")
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

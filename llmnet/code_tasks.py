@@ -198,22 +198,18 @@ def load_mbpp_jsonl(path: str | Path, skip_bad: bool = False) -> TaskList:
     """MBPP-format JSONL (``text``, ``code``, ``test_list``; optional ``task_id``,
     ``test_setup_code``). A malformed line raises ``DatasetError`` naming it, unless
     ``skip_bad``: then it is left out and listed in the result's ``skipped``."""
-    path = Path(path)
+    from llmnet.datasets import read_jsonl
+
     tasks, skipped = [], []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read MBPP file ({exc})") from exc
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for lineno, row in read_jsonl(path):
         try:
-            tasks.append(_mbpp_task(json.loads(line), lineno))
-        except ValueError as exc:
-            reason = f"not valid JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) \
-                else str(exc)
+            if isinstance(row, DatasetError):
+                raise row
+            tasks.append(_mbpp_task(row, lineno))
+        except (ValueError, DatasetError) as exc:
+            reason = str(exc) if isinstance(exc, DatasetError) else f"{path}:{lineno}: {exc}"
             if not skip_bad:
-                raise DatasetError(f"{path}:{lineno}: {reason}") from exc
+                raise DatasetError(reason) from None
             skipped.append((lineno, reason))
     return TaskList(tasks, skipped)
 

@@ -14,12 +14,21 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from llmnet.errors import DatasetError
 from llmnet.query import Query
 
 MAX_LINE = 10_000_000
+
+
+MAX_GENERATED = 10_000_000
+
+
+def _check_size(n: int) -> None:
+    if not 1 <= n <= MAX_GENERATED:
+        raise DatasetError(f"a generated dataset needs 1 <= n <= {MAX_GENERATED:,} (got {n})")
 
 
 def _options(text: str) -> dict[str, str]:
@@ -51,6 +60,11 @@ def arithmetic(n: int = 200, digits: tuple[int, int] = (1, 3), ops: tuple[int, i
     gets about half of 1-digit sums right and few 3-digit ones. Seeded and balanced
     across levels.
     """
+    _check_size(n)
+    if not operators or set(operators) - set("+-*"):
+        raise DatasetError(f"arithmetic operators must be some of + - * (got '{operators}')")
+    if digits[1] > 18 or ops[1] > 20:
+        raise DatasetError("arithmetic: at most 18 digits and 20 operations")
     rng = random.Random(seed)
     levels = [(d, k) for d in range(digits[0], digits[1] + 1) for k in range(ops[0], ops[1] + 1)]
     items = []
@@ -69,6 +83,10 @@ def arithmetic(n: int = 200, digits: tuple[int, int] = (1, 3), ops: tuple[int, i
 
 def bilevel(n: int = 1000, alpha: float = 0.6, p1: float = 0.85, p2: float = 0.4, seed: int = 0) -> list[Query]:
     """Chen et al.'s bi-level set: a fraction alpha of items with p_correct = p1, the rest p2."""
+    _check_size(n)
+    for name, value in (("alpha", alpha), ("p1", p1), ("p2", p2)):
+        if not 0 <= value <= 1:
+            raise DatasetError(f"bilevel: {name} must be between 0 and 1 (got {value})")
     rng = random.Random(seed)
     n_easy = round(alpha * n)
     easy = [True] * n_easy + [False] * (n - n_easy)
@@ -111,39 +129,64 @@ def _query_from_record(rec: Any, where: str) -> Query:
                  tuple(map(str, choices)) if choices else None, numbers["difficulty"], numbers["p_correct"], fields)
 
 
-def load_jsonl(path: str | Path, skip_bad: bool = False) -> tuple[list[Query], int]:
-    """Queries from a JSONL file and how many bad lines were skipped (with ``skip_bad``)."""
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON or a DatasetError) for each non-blank line of a JSONL file.
+
+    Reads line by line with a length cap (so ``/dev/zero`` or a 20 MB line cannot hang
+    or exhaust memory), decodes each line on its own, and turns every parser failure
+    (bad JSON, huge integers, absurd nesting) into a DatasetError naming the line.
+    """
     path = Path(path)
-    items, bad, seen = [], 0, set()
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{path}: not a regular file")
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
     with handle:
-        for lineno, raw in enumerate(handle, 1):
+        lineno = 0
+        while True:
+            raw = handle.readline(MAX_LINE + 1)
+            if not raw:
+                return
+            lineno += 1
             where = f"{path}:{lineno}"
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the over-long line
+                    raw = handle.readline(MAX_LINE + 1)
+                yield lineno, DatasetError(f"{where}: line longer than {MAX_LINE} bytes")
+                continue
             try:
-                if len(raw) > MAX_LINE:
-                    raise DatasetError(f"{where}: line longer than {MAX_LINE} bytes")
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise DatasetError(f"{where}: not UTF-8 text") from None
-                if not text.strip():
-                    continue
-                try:
-                    rec = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-                query = _query_from_record(rec, where)
-                if query.id in seen:
-                    raise DatasetError(f"{where}: duplicate id '{query.id}'")
-                seen.add(query.id)
-                items.append(query)
-            except DatasetError as exc:
-                if not skip_bad:
-                    raise DatasetError(f"{exc} (use --skip-bad to skip bad lines)") from None
-                bad += 1
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, DatasetError(f"{where}: not UTF-8 text")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield lineno, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield lineno, DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})")
+            except (ValueError, RecursionError) as exc:
+                yield lineno, DatasetError(f"{where}: unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})")
+
+
+def load_jsonl(path: str | Path, skip_bad: bool = False) -> tuple[list[Query], int]:
+    """Queries from a JSONL file and how many bad lines were skipped (with ``skip_bad``)."""
+    items, bad, seen = [], 0, set()
+    for lineno, rec in read_jsonl(path):
+        try:
+            if isinstance(rec, DatasetError):
+                raise rec
+            query = _query_from_record(rec, f"{path}:{lineno}")
+            if query.id in seen:
+                raise DatasetError(f"{path}:{lineno}: duplicate id '{query.id}'")
+            seen.add(query.id)
+            items.append(query)
+        except DatasetError as exc:
+            if not skip_bad:
+                raise DatasetError(f"{exc} (use --skip-bad to skip bad lines)") from None
+            bad += 1
     if not items:
         raise DatasetError(f"{path}: no queries (empty file{' or every line bad' if bad else ''})")
     return items, bad

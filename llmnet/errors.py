@@ -4,6 +4,7 @@
     ├── SpecError            a network file or spec is wrong (carries Problems)
     ├── GraphError           the compiled graph is inconsistent (a SpecError)
     ├── DatasetError         a dataset is malformed or unknown
+    ├── CacheError           the sample cache cannot be opened or used
     ├── BudgetExceeded       --max-cost would be exceeded by the next call
     ├── ArtefactError        a saved router / plan file is unreadable or of the wrong version
     └── BackendError         a model call failed
@@ -66,6 +67,10 @@ class DatasetError(LlmnetError):
 
 class ArtefactError(LlmnetError):
     """A saved artefact (router, plan) cannot be read or has the wrong format version."""
+
+
+class CacheError(LlmnetError):
+    """The sample cache cannot be opened or written (not a database, unwritable path...)."""
 
 
 class BudgetExceeded(LlmnetError):

@@ -79,7 +79,14 @@ def _build(node: yaml.Node, loader: yaml.SafeLoader, path: Path_, positions: Pos
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, loader, path + (i,), positions) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError:
+        raise
+    except (ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+        # PyYAML's scalar constructors raise plain Python errors for e.g. `!!float` with no
+        # value, impossible timestamps or integers longer than Python will parse
+        raise SpecError(positions.problem(path, f"unreadable value ({type(exc).__name__}: {str(exc)[:80]})")) from None
 
 
 def loads(text: str, file: str | None = None) -> tuple[Any, Positions]:

@@ -141,7 +141,7 @@ def test_mbpp_bad_lines_name_the_line_or_are_skipped(tmp_path):
     path = tmp_path / "mbpp.jsonl"
     write_mbpp(path, [MBPP_GOOD[0], "{not json", {"text": "x", "code": "y"},
                       "", MBPP_GOOD[1], "[1, 2]"])
-    with pytest.raises(DatasetError, match=r"mbpp\.jsonl:2: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"mbpp\.jsonl:2: invalid JSON"):
         load_mbpp_jsonl(path)
     tasks = load_mbpp_jsonl(path, skip_bad=True)
     assert len(tasks) == 2

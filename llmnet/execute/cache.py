@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from llmnet.backends.base import Request, Sample
+from llmnet.errors import CacheError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -41,12 +42,17 @@ class SampleCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(SCHEMA)
+        if not str(path) or self.path.is_dir():
+            raise CacheError(f"cache '{path}' is a directory: give a file path such as {self.path / 'samples.sqlite'}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise CacheError(f"cannot use '{path}' as the sample cache: {exc} (is it a SQLite file?)") from None
         self._lock = threading.Lock()
 
     def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:

@@ -9,6 +9,7 @@ global cap. A node's model calls go through the per-sample cache and the model's
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -231,7 +232,7 @@ class Engine:
         """Run one query; returns its result record (errors recorded, never raised; BudgetExceeded re-raised)."""
         started = time.perf_counter()
         task = self.network.spec.task
-        record: dict[str, Any] = {"id": query.id}
+        record: dict[str, Any] = {"id": query.id, "qhash": query_fingerprint(query)}
         ctx = None
         try:
             ctx = QueryRun(self, query, render(task.prompt, query.template_values()), task.answer)
@@ -254,6 +255,12 @@ class Engine:
     async def aclose(self) -> None:
         for limited in self.models.values():
             await limited.backend.aclose()
+
+
+def query_fingerprint(query: Query) -> str:
+    """A short hash of what a query asks, so a resumed run never reuses another query's result."""
+    return hashlib.blake2b(f"{query.question}\x1f{query.answer}".encode("utf-8", "surrogatepass"),
+                           digest_size=8).hexdigest()
 
 
 def _plain(entry: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,20 +11,50 @@ and the per-node and per-model breakdowns.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmnet.errors import BudgetExceeded
+from llmnet.errors import BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache
-from llmnet.execute.engine import Engine
+from llmnet.execute.engine import Engine, query_fingerprint
 from llmnet.execute.usage import Usage
 from llmnet.graph import Network
 from llmnet.query import Query
 
-RESULTS, SUMMARY = "results.jsonl", "summary.json"
+RESULTS, SUMMARY, FINGERPRINT = "results.jsonl", "summary.json", "run.json"
+
+
+def network_fingerprint(network: Network) -> str:
+    return hashlib.sha256(network.to_yaml().encode()).hexdigest()[:16]
+
+
+def _check_resumable(out_dir: Path, network: Network, queries: list[Query], done: dict[str, str]) -> dict[str, str]:
+    """Keep only finished results that belong to this network and these queries; refuse a foreign DIR."""
+    fp_path = out_dir / FINGERPRINT
+    mine = network_fingerprint(network)
+    if fp_path.exists():
+        try:
+            theirs = json.loads(fp_path.read_text()).get("network")
+        except (ValueError, OSError, AttributeError):
+            theirs = None
+        if theirs != mine and done:
+            raise LlmnetError(f"{out_dir} holds results of a different network; use another --out "
+                              f"(or delete {out_dir / RESULTS} to start over)")
+    by_id = {q.id: query_fingerprint(q) for q in queries}
+    kept = {}
+    for qid, line in done.items():
+        if qid not in by_id:
+            continue  # a query of a larger earlier run: kept in the file, not in this summary
+        if json.loads(line).get("qhash") != by_id[qid]:
+            raise LlmnetError(f"{out_dir / RESULTS} holds a different query with id '{qid}' (another dataset?); "
+                              f"use another --out")
+        kept[qid] = line
+    _atomic_write(fp_path, json.dumps({"network": mine, "name": network.name}) + "\n")
+    return kept
 
 
 @dataclass
@@ -136,10 +166,12 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
     totals, report = Totals(), RunReport({})
     out = None
     done: dict[str, str] = {}
+    on_disk: dict[str, str] = {}
     if config.out_dir:
         config.out_dir.mkdir(parents=True, exist_ok=True)
         results_path = config.out_dir / RESULTS
-        done = read_finished(results_path)
+        on_disk = read_finished(results_path)
+        done = _check_resumable(config.out_dir, network, queries, on_disk)
         for line in done.values():
             rec = json.loads(line)
             totals.add(rec)
@@ -154,7 +186,7 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
     def finish(rec: dict[str, Any]) -> None:
         totals.add(rec)
         if out:
-            line = json.dumps(rec, ensure_ascii=False)
+            line = json.dumps(rec)  # ASCII: any id or text, even a lone surrogate, is writable
             out.write(line + "\n")
             out.flush()
             done[rec["id"]] = line
@@ -194,6 +226,7 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
             if stopped is None:
                 order = {qid: i for i, qid in enumerate(ids)}
                 lines = sorted(done.values(), key=lambda line: order.get(json.loads(line)["id"], len(order)))
+                lines += [line for qid, line in on_disk.items() if qid not in done]  # an earlier, larger run's
                 _atomic_write(config.out_dir / RESULTS, "".join(line + "\n" for line in lines))
             _atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
         if cache is not None:
