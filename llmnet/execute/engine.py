@@ -60,8 +60,9 @@ class QueryRun:
         self.trace.setdefault(self.prefix + name, {}).update(info)
 
     async def sample(self, name: str, spec: Any, prompt: str, k: int, role: str = "generate",
-                     candidate: str | None = None, n_candidates: int = 0) -> list[str]:
-        request = Request(prompt=prompt, n=k, seed=spec.seed, temperature=spec.temperature, top_p=spec.top_p,
+                     candidate: str | None = None, n_candidates: int = 0, offset: int = 0) -> list[str]:
+        """K samples of ``prompt``; sample i is drawn with seed ``spec.seed + offset + i``."""
+        request = Request(prompt=prompt, n=k, seed=spec.seed + offset, temperature=spec.temperature, top_p=spec.top_p,
                           max_tokens=spec.max_tokens, stop=tuple(spec.stop), api=spec.api,
                           system=self.engine.network.spec.task.system,
                           choices=self.query.choices if self.answer_spec.kind == "choice" and role == "generate"

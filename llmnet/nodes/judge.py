@@ -30,8 +30,9 @@ async def judge(ctx: Context, name: str, spec, inputs) -> list[Candidate]:
     prompts = [render(template, {**values, "prompt": ctx.prompt, "candidate": c.text.strip(),
                                  "answer": c.answer if c.answer is not None else c.text.strip()})
                for c in candidates]
-    replies = await asyncio.gather(*(ctx.sample(name, spec, p, 1, role="judge", candidate=c.answer)
-                                     for p, c in zip(prompts, candidates)))
+    # judge call i uses seed + i: identical candidates still get independent verdicts
+    replies = await asyncio.gather(*(ctx.sample(name, spec, p, 1, role="judge", candidate=c.answer, offset=i)
+                                     for i, (p, c) in enumerate(zip(prompts, candidates))))
     verdicts = [verdict(text) for (text,) in replies]
     ctx.note(name, verdicts=verdicts)
     return [Candidate(c.text, c.answer, float(v), c.source) for c, v in zip(candidates, verdicts)]
