@@ -8,7 +8,8 @@ per-call accuracies drawn from a two-Beta mixture, where the bi-level model is w
 
 For each case: the paper's closed-form K* against the exact argmax (argmin for U) of the
 true curve; then ``n`` queries with ``m`` cached generations each
-(:func:`draw_bilevel_pools`), exact pool accuracies at K <= 20 and every law fitted on
+(:func:`draw_bilevel_pools`, drawn from llmnet's simulated backend through the executor),
+exact pool accuracies at K <= 20 and every law fitted on
 them -- the bi-level model, the authors' per-query law (faithful: Monte-Carlo targets, 100
 trials; and on exact targets), and the multi-level mixture (ours). Each fitted curve is
 compared with the true curve of the drawn queries, ``mean_q I_K(p_q)``, over K = 1..1000
@@ -33,7 +34,16 @@ import numpy as np  # noqa: E402
 from llmnet.stats.scaling import (  # noqa: E402
     bilevel_curve, bilevel_k_star, binary_vote, fit_bilevel, fit_mixture, fit_per_query_law,
 )
+from llmnet import loads_network  # noqa: E402
+from llmnet.query import Query  # noqa: E402
+from llmnet.scaling import draw_pools  # noqa: E402
 from llmnet.stats.vote import Pool, vote_accuracy_pools  # noqa: E402
+
+SIM_NETWORK = """
+models: {sim: {backend: simulated, model: theory, distractors: %(d)d, seed: %(seed)d}}
+nodes:
+  gen: {kind: generator, model: sim}
+"""
 
 CASES = {
     "inverse-U": {"alpha": 0.6, "p1": 0.85, "p2": 0.4},
@@ -46,17 +56,13 @@ LAWS = ("bilevel", "per_query_law_mc", "per_query_law_exact", "mixture")
 
 
 def pools_from_accuracies(p: np.ndarray, m: int, seed: int, n_distractors: int = 1) -> list[Pool]:
-    """``m`` generations per query: right with probability ``p_q``, else one of the
-    distractors with Zipf weights (1/rank^2), so the first distractor leads the wrong
-    answers (with one distractor the answers are binary, as in the bi-level theory)."""
-    rng = np.random.default_rng([seed, 1])
-    weights = 1.0 / np.arange(1, n_distractors + 1) ** 2
-    weights /= weights.sum()
-    labels = np.array(["A"] + [f"D{i}" for i in range(n_distractors)])
-    pools = []
-    for i, pq in enumerate(p):
-        counts = rng.multinomial(m, np.concatenate([[pq], (1 - pq) * weights]))
-        pools.append(Pool(f"q{i}", tuple(np.repeat(labels, counts)), "A"))
+    """``m`` generations per query from llmnet's simulated backend, through the executor:
+    query q is answered right with probability ``p_q`` (its ``p_correct``), else with one of
+    the distractors (the first twice as likely as each other; with one distractor the answers
+    are binary, as in the bi-level theory). A synthetic model: theory checks only."""
+    network = loads_network(SIM_NETWORK % {"d": n_distractors, "seed": seed})
+    queries = [Query(f"q{i}", f"item {i}", "7", p_correct=float(pq)) for i, pq in enumerate(p)]
+    pools, _ = draw_pools(network, queries, m, cache_path=None, concurrency=256)
     return pools
 
 
