@@ -151,6 +151,9 @@ class Engine:
         missing = [s for s in seeds if s not in have]
         if missing:
             runs = _contiguous(missing) if limited.backend.supports_n else [(s, 1) for s in missing]
+            if len(runs) == 1:  # the common case: no tasks to create
+                have.update(await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage))
+                return have
             results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage)
                                              for start, n in runs), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
