@@ -70,7 +70,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_ctrl_c_writes_what_finished_and_exits(tmp_path):
-    (tmp_path / "net.yaml").write_text(NETWORK)
+    (tmp_path / "net.yaml").write_text(NETWORK.replace("latency_s: 0.01", "latency_s: 0.1"))  # ~5 s in all
     out = tmp_path / "run"
     proc = subprocess.Popen(command(tmp_path, out, tmp_path / "c.sqlite"), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
