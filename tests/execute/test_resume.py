@@ -72,8 +72,10 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
 def test_ctrl_c_writes_what_finished_and_exits(tmp_path):
     (tmp_path / "net.yaml").write_text(NETWORK.replace("latency_s: 0.01", "latency_s: 0.1"))  # ~5 s in all
     out = tmp_path / "run"
+    # a test runner started in the background may ignore SIGINT, and children inherit that
     proc = subprocess.Popen(command(tmp_path, out, tmp_path / "c.sqlite"), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         if (out / "results.jsonl").exists() and len((out / "results.jsonl").read_bytes().splitlines()) >= 10:
