@@ -89,19 +89,18 @@ def check_cycles(d: _Draft) -> list[Problem]:
 
 
 def check_output(d: _Draft) -> list[Problem]:
-    where = "output" if not d.prefix else "output"
     if d.output is None:
         sinks = sorted(n for n in d.graph if d.graph.out_degree(n) == 0)
         if len(sinks) == 1:
             return []
-        return [d.problem((where,), f"missing 'output': several nodes could be the result ({', '.join(sinks)}); "
+        return [d.problem(("output",), f"missing 'output': several nodes could be the result ({', '.join(sinks)}); "
                                     f"name one with 'output: NODE'")]
     if d.output not in d.nodes:
-        return [d.problem((where,), f"output '{d.output}' is not a node" + suggest(d.output, list(d.nodes)))]
+        return [d.problem(("output",), f"output '{d.output}' is not a node" + suggest(d.output, list(d.nodes)))]
     return []
 
 
-def resolved_output(nodes: Mapping[str, Any], output: str | None, graph: nx.DiGraph) -> str:
+def resolved_output(output: str | None, graph: nx.DiGraph) -> str:
     if output is not None:
         return output
     return next(n for n in graph if graph.out_degree(n) == 0)
@@ -110,7 +109,7 @@ def resolved_output(nodes: Mapping[str, Any], output: str | None, graph: nx.DiGr
 def check_unreachable(d: _Draft) -> list[Problem]:
     if check_output(d) or check_inputs(d) or not nx.is_directed_acyclic_graph(d.graph):
         return []
-    out = resolved_output(d.nodes, d.output, d.graph)
+    out = resolved_output(d.output, d.graph)
     used = nx.ancestors(d.graph, out) | {out}
     return [
         d.problem(("nodes", name), f"node '{name}' is unreachable: the output '{out}' does not depend on it; "
@@ -290,7 +289,7 @@ def _compile(spec: NetworkSpec, nodes: dict[str, Any], output: str | None, prefi
     problems = [p for check in CHECKS for p in check(draft)]
     if problems:
         raise GraphError(list(dict.fromkeys(problems)))
-    out = resolved_output(nodes, output, draft.graph)
+    out = resolved_output(output, draft.graph)
     branches: dict[str, dict[str, Network]] = {}
     for name, node in nodes.items():
         if isinstance(node, GateNode):

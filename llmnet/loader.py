@@ -237,7 +237,7 @@ def _pydantic_problem(err: dict[str, Any], data: Any, sources: SourceMap) -> Pro
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     got = err.get("input")
-    shown = "" if isinstance(got, (dict, list)) or typ.endswith("_type") is False else f" (got {got!r:.60})"
+    shown = f" (got {got!r:.60})" if typ.endswith("_type") and not isinstance(got, (dict, list)) else ""
     return sources.problem(path, msg[0].lower() + msg[1:] + shown)
 
 
