@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from llmnet import SpecError, loads_network
 
-from .conftest import GRAPHS
+from .conftest import GRAPHS, mutate
 
 EXAMPLES = [p.read_text() for p in sorted(GRAPHS.glob("*.yaml"))]
 
@@ -41,32 +41,11 @@ def test_random_text(text):
     load_or_spec_error(text)
 
 
-def _mutate(data, rng, depth=0):
-    if isinstance(data, dict) and data:
-        key = rng.choice(list(data))
-        op = rng.randrange(4)
-        if op == 0:
-            del data[key]
-        elif op == 1:
-            data[key + "x"] = data.pop(key)
-        elif op == 2:
-            data[key] = rng.choice([None, 0, -1, "nope", [], {}, "${Z}", 1e9])
-        else:
-            _mutate(data[key], rng, depth + 1)
-    elif isinstance(data, list) and data:
-        i = rng.randrange(len(data))
-        if rng.random() < 0.5:
-            data[i] = rng.choice(["gen", "vote", "missing", 3, None])
-        else:
-            _mutate(data[i], rng, depth + 1)
-    return data
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, len(EXAMPLES) - 1), st.integers(0, 2**32 - 1), st.integers(1, 4))
 def test_mutated_examples(which, seed, n):
     rng = random.Random(seed)
     data = yaml.safe_load(EXAMPLES[which])
     for _ in range(n):
-        data = _mutate(data, rng)
+        data = mutate(data, rng)
     load_or_spec_error(yaml.safe_dump(data))

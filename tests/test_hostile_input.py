@@ -30,7 +30,7 @@ from llmnet.cli import app
 from llmnet.datasets import load_dataset_counted
 from llmnet.errors import DatasetError
 
-from .conftest import GRAPHS, ROOT
+from .conftest import GRAPHS, ROOT, mutate
 
 SIM_NET = """\
 name: sim
@@ -115,28 +115,6 @@ def _simulated(data):
     return data
 
 
-def _mutate(data, rng):
-    if isinstance(data, dict) and data:
-        key = rng.choice(list(data))
-        op = rng.randrange(4)
-        if op == 0:
-            del data[key]
-        elif op == 1:
-            data[f"{key}x"] = data.pop(key)
-        elif op == 2:
-            data[key] = rng.choice([None, 0, -1, 2, 0.5, True, "nope", "gen", [], {}, "${Z}", "{question}",
-                                    "{missing}", "\x00", "é" * 50])
-        else:
-            _mutate(data[key], rng)
-    elif isinstance(data, list) and data:
-        i = rng.randrange(len(data))
-        if rng.random() < 0.5:
-            data[i] = rng.choice(["gen", "vote", "missing", 3, None])
-        else:
-            _mutate(data[i], rng)
-    return data
-
-
 EXAMPLES = sorted(GRAPHS.glob("*.yaml"))
 
 
@@ -149,7 +127,7 @@ def test_mutated_example_graphs_run_or_fail_cleanly(tmp_path_factory, example, s
     rng = random.Random(seed)
     data = _simulated(yaml.safe_load(example.read_text()))
     for _ in range(n):
-        data = _mutate(data, rng)
+        data = mutate(data, rng)
     path = tmp / "net.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     res = invoke("run", path, "--data", "arithmetic:n=3", "--out", tmp / "out", "--no-cache", "--no-progress")
