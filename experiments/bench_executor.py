@@ -1,6 +1,6 @@
 """Executor benchmark: overhead, LangGraph, rate limits under latency, cache speed, memory.
 
-    python experiments/bench_executor.py --json experiments/out/bench_executor.json [--quick]
+    python experiments/bench_executor.py --json experiments/out/bench_executor.json [--smoke]
 
 Everything runs on the simulated backend (a synthetic model: these are measurements of
 llmnet's machinery, not of any real model). Each timing is the median of several
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,10 +22,10 @@ from pathlib import Path
 from llmnet import loads_network
 from llmnet.backends.base import Request
 from llmnet.backends.simulated import SimulatedBackend
-from llmnet.datasets import arithmetic
 from llmnet.execute import RunConfig, run_network
+from llmnet.network.templates import render
 from llmnet.nodes.base import Candidate, plurality, seeded_rng
-from llmnet.templates import render
+from llmnet.tasks.datasets import arithmetic
 
 NET = """
 models: {sim: {backend: simulated, model: s, latency_s: %(latency)s, limits: {concurrency: %(conc)d %(rpm)s}}}
@@ -71,7 +70,7 @@ def langgraph_run(net, queries, k):
     backend = SimulatedBackend("sim", net.spec.models["sim"])
     template = net.spec.task.prompt
     answer_spec = net.spec.task.answer
-    from llmnet.answers import extract
+    from llmnet.tasks.answers import extract
 
     class State(TypedDict, total=False):
         query: object
@@ -112,7 +111,7 @@ def peak_rss_mb(n_queries: int) -> float:
 import resource, tempfile
 from pathlib import Path
 from llmnet import loads_network
-from llmnet.datasets import arithmetic
+from llmnet.tasks.datasets import arithmetic
 from llmnet.execute import RunConfig, run_network
 net = loads_network('''{NET % {"k": 1, "latency": 0.0, "conc": 10000, "rpm": ""}}''')
 with tempfile.TemporaryDirectory() as d:
@@ -129,10 +128,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=Path("experiments/out/bench_executor.json"))
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     args = ap.parse_args()
-    q = 0.1 if args.quick else 1.0
-    reps = 2 if args.quick else args.reps
+    q = 0.01 if args.smoke else 1.0
+    reps = 1 if args.smoke else args.reps
     k = 5
     n = int(20_000 * q) // k
     queries = arithmetic(n)

@@ -40,9 +40,9 @@ import httpx2
 import openai
 
 from llmnet import loads_network
-from llmnet.datasets import load_dataset
 from llmnet.execute import RunConfig, run_network
-from llmnet.templates import render
+from llmnet.network.templates import render
+from llmnet.tasks.datasets import load_dataset
 
 SERVER = Path(__file__).with_name("fake_openai_server.py")
 PROMPT = "Question: 2 + 3\nAnswer: 5\nQuestion: 14 + 7\nAnswer: 21\nQuestion: {question}\nAnswer:"
@@ -173,8 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, nargs="+", default=[5, 25])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     parser.add_argument("--concurrency", type=int, default=32, help="requests (and queries) in flight")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.queries, args.k, args.reps = 10, [3], 1
     queries = load_dataset("arithmetic", limit=args.queries, seed=0)
     proc, url = start_server()
     try:

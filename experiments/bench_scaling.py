@@ -1,4 +1,4 @@
-"""Benchmark: exact Vote accuracy (llmnet.stats.vote) against the authors' Monte Carlo.
+"""Benchmark: exact Vote accuracy (llmnet.scaling.vote) against the authors' Monte Carlo.
 
     python experiments/bench_scaling.py --json experiments/out/bench_scaling.json
 
@@ -39,7 +39,7 @@ import numpy as np
 import scipy
 import scipy.stats
 
-from llmnet.stats.vote import Pool, pool_counts, vote_accuracy_mc, vote_accuracy_pools
+from llmnet.scaling.vote import Pool, pool_counts, vote_accuracy_mc, vote_accuracy_pools
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -170,9 +170,12 @@ def main(argv=None) -> int:
     parser.add_argument("--mc-queries", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     parser.add_argument("--stress-queries", type=int, default=300,
                         help="queries in the free-form stress set (0 to skip)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.queries, args.m, args.kmax, args.trials, args.mc_queries, args.reps, args.stress_queries = 20, 20, 20, 20, 2, 1, 0
     if min(args.queries, args.m, args.kmax, args.trials, args.mc_queries, args.reps) < 1:
         print("error: sizes must be positive", file=sys.stderr)
         return 2
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
     results = [bench_set(name, pools, ks, args.trials, args.mc_queries, args.reps, args.seed)
                for name, pools in sets.items()]
     loop_pool = sets["multiple_choice"][0]
-    loop_trials = 100
+    loop_trials = 5 if args.smoke else 100
     c0 = time.process_time()
     authors_loop(loop_pool, ks, loop_trials, args.seed)
     loop_per_query = (time.process_time() - c0) * args.trials / loop_trials

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmnet.complexity import evaluate_router, held_out, label_tasks, llm_scores, load_tiers, train_router  # noqa: E402
-from llmnet.datasets import load_dataset  # noqa: E402
 from llmnet.execute import RunConfig, SampleCache, run_network  # noqa: E402
+from llmnet.tasks.datasets import load_dataset  # noqa: E402
 
 SHIPPED = ROOT / "graphs" / "routers" / "arithmetic_router.json"
 
@@ -58,8 +58,11 @@ def main() -> None:
     ap.add_argument("--tiers", type=Path, default=ROOT / "graphs" / "tiers_local.yaml")
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--threshold", type=int, default=4)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     ap.add_argument("--ship", action="store_true", help=f"also write the router to {SHIPPED.relative_to(ROOT)}")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.trials, args.threshold = 12, 2, 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache.sqlite"

@@ -133,10 +133,22 @@ class FakeOpenAI:
             writer.close()
 
 
-async def serve(host: str, port: int, p_correct: float, latency: float) -> None:
+async def serve(host: str, port: int, p_correct: float, latency: float, smoke: bool = False) -> None:
     app = FakeOpenAI(p_correct, latency)
     server = await asyncio.start_server(app.handle, host, port, backlog=1024)
-    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
+    port = server.sockets[0].getsockname()[1]
+    print(f"READY {port}", flush=True)
+    if smoke:  # one real request over loopback, then stop
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(f"GET /v1/models HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        server.close()
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"smoke request failed: {head[:80]!r}")
+        print("smoke: GET /v1/models -> 200", flush=True)
+        return
     async with server:
         await server.serve_forever()
 
@@ -146,10 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as READY <port>)")
     parser.add_argument("--p-correct", type=float, default=0.6)
+    parser.add_argument("--smoke", action="store_true", help="answer one request from itself and exit (the test suite runs this)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds of service time per request")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve(args.host, args.port, args.p_correct, args.latency))
+        asyncio.run(serve(args.host, args.port, args.p_correct, args.latency, args.smoke))
     except KeyboardInterrupt:
         sys.exit(0)
 

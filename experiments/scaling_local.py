@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from llmnet import load_network
-from llmnet.datasets import load_dataset
-from llmnet.scaling import run_scaling
+from llmnet.scaling.experiment import run_scaling
+from llmnet.tasks.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,8 @@ def mae_table(data: dict) -> dict:
     out = {}
     for name, group in data["groups"].items():
         exact = np.asarray(group["acc"])
-        out[name] = {fit: float(np.mean(np.abs(np.asarray(curve["mean"]) - exact)))
-                     for fit, curve in group["predicted_curves"].items()}
+        out[name] = {fit: float(np.mean(np.abs(np.asarray(curve["predicted"]["mean"]) - exact)))
+                     for fit, curve in group["fits"].items()}
         out[name]["queries"] = group["n_queries"]
     return out
 
@@ -40,8 +40,11 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=50, help="samples per query (K up to this)")
     ap.add_argument("--fit-max-k", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "out")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     ap.add_argument("--cache", type=Path, default=ROOT / ".llmnet-cache" / "samples.sqlite")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.pool = 4, 6
     queries = load_dataset(f"arithmetic:n={args.n},digits=1-2,seed=11")
     ks = list(range(1, args.pool + 1))
     summary = {"model": "SmolLM2-135M-Instruct (Q4_1, llama.cpp)", "queries": args.n, "pool": args.pool,

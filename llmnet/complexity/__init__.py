@@ -11,14 +11,35 @@ a cost-aware decision rule and artefacts stored as JSON::
     report = evaluate_router(held_out(labels.records, model), model)
     gated = tiers.gated({"kind": "complexitynet", "path": "router.json", "rule": "cost_aware"})
 
-The CLI is ``llmnet complexity label | train | eval`` (``llmnet.complexity.cli``).
+The CLI is ``llmnet complexity label | train | eval`` (``llmnet.cli.complexity``).
 """
 
-from llmnet.complexity.classifier import ComplexityClassifier, RouterModel, llm_scores, load_router_model
-from llmnet.complexity.evaluate import ComplexityReport, evaluate_router, held_out, split_records, train_router
-from llmnet.complexity.label import LabelSet, assign_label, label_tasks, paper_class, read_labels
-from llmnet.complexity.tiers import Tier, Tiers, load_tiers, tiers_from_network
+from llmnet._lazy import lazy_exports
+from llmnet.complexity import router as _router  # noqa: F401  (registers the router kind on import)
+
+_LAZY = {
+    "ComplexityClassifier": "llmnet.complexity.classifier",
+    "ComplexityReport": "llmnet.complexity.evaluate",
+    "LabelSet": "llmnet.complexity.label",
+    "RouterModel": "llmnet.complexity.classifier",
+    "Tier": "llmnet.complexity.tiers",
+    "Tiers": "llmnet.complexity.tiers",
+    "assign_label": "llmnet.complexity.label",
+    "evaluate_router": "llmnet.complexity.evaluate",
+    "held_out": "llmnet.complexity.evaluate",
+    "label_tasks": "llmnet.complexity.label",
+    "llm_scores": "llmnet.complexity.classifier",
+    "load_router_model": "llmnet.complexity.classifier",
+    "load_tiers": "llmnet.complexity.tiers",
+    "paper_class": "llmnet.complexity.label",
+    "read_labels": "llmnet.complexity.label",
+    "split_records": "llmnet.complexity.evaluate",
+    "tiers_from_network": "llmnet.complexity.tiers",
+    "train_router": "llmnet.complexity.evaluate",
+}
 
 __all__ = ["ComplexityClassifier", "ComplexityReport", "LabelSet", "RouterModel", "Tier", "Tiers", "assign_label",
            "evaluate_router", "held_out", "label_tasks", "llm_scores", "load_router_model", "load_tiers", "paper_class",
            "read_labels", "split_records", "tiers_from_network", "train_router"]
+
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -358,9 +358,9 @@ def llm_scores(questions: Sequence[tuple[str, str]], model: Mapping[str, Any], s
     ``model`` is a model spec (``{"backend": "local", "model": "smollm2-135m"}``); the calls
     go through the executor and its cache like any other.
     """
-    from llmnet.builder import NetworkBuilder
     from llmnet.execute import RunConfig, run_network
-    from llmnet.query import Query
+    from llmnet.network.builder import NetworkBuilder
+    from llmnet.tasks.query import Query
 
     prompt = PAPER_PROMPT.replace("{work}", work.replace("{", "{{").replace("}", "}}"))
     b = NetworkBuilder("complexity-score", task={"prompt": prompt, "answer": {"kind": "regex", "pattern": "[1-5]"}})

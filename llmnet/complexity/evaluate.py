@@ -10,7 +10,7 @@ real gated network; with the labelling cache its trial-0 answers cost nothing.)
 Policies on the test split:
 
 * ``always <tier>`` for every tier (the first is always-cheapest, the last always-top);
-* ``router predicted`` and ``router cost_aware@target`` (``llmnet.routing.complexitynet``);
+* ``router predicted`` and ``router cost_aware@target`` (``llmnet.complexity.router``);
 * ``random @ equal cost``: each task sent to tier j with the router's share of tier j,
   independently of the task: the same expected cost, accuracy sum_j share_j acc_j;
 * ``oracle``: the cheapest tier that solves the task (its label); for an unsolved task,
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from llmnet.complexity.classifier import ComplexityClassifier, RouterModel, score_to_tier, select_c
+from llmnet.complexity.router import decide
 from llmnet.errors import ArtefactError
-from llmnet.routing.complexitynet import decide
 
 Record = Mapping[str, Any]
 SWEEP = tuple(round(x, 3) for x in np.linspace(0.05, 1.0, 20))

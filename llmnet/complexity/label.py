@@ -32,7 +32,7 @@ from llmnet.complexity.tiers import Tiers
 from llmnet.errors import ArtefactError, DatasetError, Problem, SpecError
 from llmnet.execute import SampleCache
 from llmnet.execute.engine import Engine
-from llmnet.query import Query
+from llmnet.tasks.query import Query
 
 RULES = ("threshold", "paper")
 UNSOLVED = ("drop", "top", "best")

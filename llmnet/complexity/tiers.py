@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from llmnet.errors import Problem, SpecError
-from llmnet.graph import Network, compile_network, load_network
-from llmnet.spec import FilterVoteNode, GateNode, GeneratorNode, SubgraphSpec, VoteNode
+from llmnet.network.graph import Network, compile_network, load_network
+from llmnet.network.spec import FilterVoteNode, GateNode, GeneratorNode, SubgraphSpec, VoteNode
 
 COST_PREFIX = "cost_"
 MEASURED_UNIT = "calls"

@@ -15,19 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from llmnet.answers import code_task, extract, is_correct, passed_every_test
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
 from llmnet.errors import BackendError, BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache, request_key
 from llmnet.execute.limits import CostBudget, Limited
 from llmnet.execute.usage import Usage, price
-from llmnet.graph import Network
+from llmnet.network.graph import Network
+from llmnet.network.templates import render
 from llmnet.nodes import RUNNERS, gate
 from llmnet.nodes.base import Answer, seeded_rng
-from llmnet.query import Query
 from llmnet.routing import build_router
-from llmnet.templates import render
+from llmnet.tasks.answers import code_task, extract, is_correct, passed_every_test
+from llmnet.tasks.query import Query
 
 MAX_REASKS = 8
 
@@ -48,7 +48,7 @@ class QueryRun:
 
     def is_correct(self, answer: str | None) -> bool | None:
         """Against the query's truth; a code query with tests is graded by its tests alone
-        (its answer is a behaviour class, see ``llmnet.answers``)."""
+        (its answer is a behaviour class, see ``llmnet.tasks.answers``)."""
         if self.answer_spec.kind == "code" and code_task(self.query) is not None:
             return passed_every_test(answer)
         return is_correct(self.answer_spec, answer, self.query.answer)

@@ -22,8 +22,8 @@ from llmnet.errors import BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache
 from llmnet.execute.engine import Engine, query_fingerprint
 from llmnet.execute.usage import Usage
-from llmnet.graph import Network
-from llmnet.query import Query
+from llmnet.network.graph import Network
+from llmnet.tasks.query import Query
 
 RESULTS, SUMMARY, FINGERPRINT = "results.jsonl", "summary.json", "run.json"
 

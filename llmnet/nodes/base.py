@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 

@@ -7,9 +7,9 @@ each program's sandbox status.
 
 from __future__ import annotations
 
-from llmnet.answers import code_task, run_programs
+from llmnet.network.templates import render
 from llmnet.nodes.base import Candidate, Context
-from llmnet.templates import render
+from llmnet.tasks.answers import code_task, run_programs
 
 
 async def run(ctx: Context, name: str, spec, inputs) -> list[Candidate]:

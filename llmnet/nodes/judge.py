@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+from llmnet.network.templates import render
 from llmnet.nodes.base import Answer, Candidate, Context, plurality
-from llmnet.templates import render
 
 DEFAULT_JUDGE = ("{prompt} {candidate}\n\nReview your previous answer and find problems with it. "
                  "Conclude with [[correct]] or [[wrong]].\nVerdict: [[")

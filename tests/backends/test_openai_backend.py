@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import httpx2
 import pytest
@@ -13,7 +13,7 @@ from llmnet.backends import make_backend
 from llmnet.backends.base import Request
 from llmnet.backends.openai_compat import OpenAIBackend, retry_after, split_evenly
 from llmnet.errors import BackendError, BackendRejected, BackendTimeout, BackendUnavailable, RateLimited
-from llmnet.spec import OpenAIModel
+from llmnet.network.spec import OpenAIModel
 from tests.backends.conftest import completion_body, run
 
 

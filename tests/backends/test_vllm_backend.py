@@ -11,7 +11,7 @@ from llmnet.backends import make_backend
 from llmnet.backends.base import Request
 from llmnet.backends.vllm import VllmBackend, rendezvous_order
 from llmnet.errors import BackendUnavailable
-from llmnet.spec import VllmModel
+from llmnet.network.spec import VllmModel
 from tests.backends.conftest import completion_body, run
 
 REPLICAS = ["http://r0:8000/v1", "http://r1:8000/v1", "http://r2:8000/v1"]

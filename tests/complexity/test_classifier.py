@@ -20,7 +20,7 @@ from llmnet.complexity.classifier import (
     word_ngrams,
 )
 from llmnet.errors import ArtefactError
-from llmnet.spec import SimulatedModel
+from llmnet.network.spec import SimulatedModel
 
 TEXTS = ["12 + 7", "Hello  World, hello again", "naïve café 3.14", "a", "", "x\ty\nz  w", "What is 9 + 10?"]
 

@@ -4,9 +4,9 @@ import pytest
 
 from llmnet.complexity.label import PAPER_TIER, assign_label, label_tasks, paper_class, read_labels
 from llmnet.complexity.tiers import load_tiers, shift_seeds
-from llmnet.datasets import load_dataset
 from llmnet.errors import ArtefactError, SpecError
 from llmnet.execute import SampleCache
+from llmnet.tasks.datasets import load_dataset
 
 from . import SIM_TIERS, write_tiers
 

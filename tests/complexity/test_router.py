@@ -5,12 +5,12 @@ import pytest
 
 from llmnet import NetworkBuilder, load_network
 from llmnet.complexity.classifier import ComplexityClassifier, RouterModel
+from llmnet.complexity.router import ComplexityNetRouter, decide
 from llmnet.complexity.tiers import load_tiers
 from llmnet.execute import run_network
-from llmnet.query import Query
 from llmnet.routing import build_router
-from llmnet.routing.complexitynet import ComplexityNetRouter, decide
 from llmnet.routing.specs import ComplexityNetRouterSpec
+from llmnet.tasks.query import Query
 
 from . import write_tiers
 

@@ -3,18 +3,17 @@
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from llmnet import loads_network
-from llmnet.backends.base import Backend, Completion, Sample
+from llmnet.backends.base import Backend
 from llmnet.backends.simulated import SimulatedBackend
-from llmnet.datasets import arithmetic, bilevel
 from llmnet.errors import BackendRejected, BackendUnavailable, RateLimited
 from llmnet.execute import RunConfig, run_network
 from llmnet.execute.cache import SampleCache
-from llmnet.query import Query
+from llmnet.tasks.datasets import arithmetic, bilevel
+from llmnet.tasks.query import Query
 
 SIM = "models: {sim: {backend: simulated, model: s, skill: 0.7, price: {input: 1, output: 2}, %s}}\n"
 

@@ -1,14 +1,13 @@
 """A small real run on the bundled SmolLM2-135M model (about 10 llama.cpp calls)."""
 
-from pathlib import Path
 
 from llmnet import load_network
-from llmnet.datasets import arithmetic
 from llmnet.execute import RunConfig, run_network
+from llmnet.tasks.datasets import arithmetic
+from tests.conftest import GRAPHS, needs_local
 
-from ..conftest import GRAPHS
 
-
+@needs_local
 def test_real_vote_on_smollm2(tmp_path):
     net = load_network(GRAPHS / "vote.yaml", {"K": 3})
     queries = arithmetic(3, digits=(1, 1), seed=0)

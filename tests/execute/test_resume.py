@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from ..conftest import ROOT
+from tests.conftest import ROOT
 
 NETWORK = """
 models: {sim: {backend: simulated, model: s, latency_s: 0.01, price: {input: 1, output: 1}}}
@@ -20,7 +20,7 @@ nodes:
 
 
 def command(tmp_path, out, cache):
-    return [sys.executable, "-m", "llmnet.cli", "run", str(tmp_path / "net.yaml"), "--data", "arithmetic",
+    return [sys.executable, "-m", "llmnet", "run", str(tmp_path / "net.yaml"), "--data", "arithmetic",
             "--limit", "150", "--out", str(out), "--cache", str(cache), "--concurrency", "3", "--no-progress"]
 
 

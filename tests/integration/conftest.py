@@ -20,8 +20,8 @@ import httpx2
 import pytest
 
 from llmnet import Network, loads_network
-from llmnet.datasets import load_dataset
 from llmnet.execute import RunConfig, RunReport, run_network
+from llmnet.tasks.datasets import load_dataset
 from tests.integration.fault_proxy import FaultProxy
 
 START_TIMEOUT_S = 120
@@ -95,7 +95,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory) -> str:
     """Base URL (``http://127.0.0.1:PORT``, no ``/v1``) of a running ``llama_cpp.server``."""
-    pytest.importorskip("llama_cpp.server", reason="llama_cpp.server is not installed: pip install 'llmnet[server]'")
+    pytest.importorskip("llama_cpp.server", reason="llama_cpp.server is not installed: pip install -e '.[server]'")
     from llmnet.backends.local import model_path
 
     port = free_port()

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import (K, QUERIES, TIMEOUT_S, arithmetic_queries, outcome, run_vote,
-                                        vote_network)
-from tests.integration.fault_proxy import (at, dropped, malformed, rate_limited, server_error, slow,
-                                           when_prompt_contains)
+from tests.integration.conftest import QUERIES, TIMEOUT_S, K, arithmetic_queries, outcome, run_vote, vote_network
+from tests.integration.fault_proxy import at, dropped, malformed, rate_limited, server_error, slow, when_prompt_contains
 
 FAULTS = {
     "429-retry-after": at({1: rate_limited("0.1"), 5: rate_limited("0"), 6: rate_limited(None)}),

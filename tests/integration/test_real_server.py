@@ -14,9 +14,8 @@ import pytest
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request
 from llmnet.errors import BackendRejected
-from llmnet.spec import OpenAIModel, VllmModel
-from tests.integration.conftest import (K, PRICE_IN, PRICE_OUT, QUERIES, free_port, outcome, run_vote,
-                                        vote_network)
+from llmnet.network.spec import OpenAIModel, VllmModel
+from tests.integration.conftest import PRICE_IN, PRICE_OUT, QUERIES, K, free_port, outcome, run_vote, vote_network
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,84 @@
+"""Helpers every command group shares: one-line errors, consoles, ``--set`` parsing."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+try:  # typer >= 0.25 vendors click as typer._click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on real click
+    from click import exceptions as click_errors
+
+from llmnet.errors import LlmnetError, SpecError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def one_line(text: str) -> str:
+    """Escape line breaks and other control characters, so one problem is one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(text))
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage mistakes (bad option values, unknown options) as one ``error:`` line, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:
+            sys.stderr.write(exc.ctx.get_help() + "\n")
+            rv = 2
+        except click_errors.ClickException as exc:
+            err.print(f"[red]error:[/red] {escape(one_line(exc.format_message()))} (see --help)")
+            rv = exc.exit_code
+        except typer.Abort:
+            rv = 130
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+_state = {"debug": False}
+DEFAULT_CACHE = Path(".llmnet-cache/samples.sqlite")
+SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
+
+
+def fail(problems: list[str], code: int = 2) -> None:
+    for line in problems:
+        err.print(f"[red]error:[/red] {escape(one_line(line))}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn llmnet's errors into one line each and exit 2 (tracebacks only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LlmnetError, OSError) as exc:  # a user's mistake or an unusable path: one line, exit 2
+            if _state["debug"]:
+                raise
+            if isinstance(exc, SpecError):
+                fail([p.format() for p in exc.problems])
+            fail([str(exc) if not isinstance(exc, OSError) else f"{exc.filename or ''}: {exc.strerror or exc}"])
+
+    return wrapper
+
+
+def parse_sets(sets: Optional[list[str]]) -> dict[str, Any]:
+    from llmnet.network.loader import parse_overrides
+
+    return parse_overrides(sets)
+
+

@@ -1,0 +1,138 @@
+"""``llmnet complexity``: label tasks by running tiers, train the router, evaluate it.
+
+    llmnet complexity label graphs/tiers_local.yaml --data arithmetic:n=100 --out runs/cx/labels.jsonl
+    llmnet complexity train runs/cx/labels.jsonl --out runs/cx/router.json
+    llmnet complexity eval runs/cx/labels.jsonl runs/cx/router.json --out runs/cx/eval
+
+Each command parses its options and calls one library function; mistakes print one line
+and exit 2, as everywhere in llmnet.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from llmnet.cli.common import DEFAULT_CACHE, err, out, parse_sets, user_errors
+
+complexity_app = typer.Typer(no_args_is_help=True, help="ComplexityNet: label tasks by running tiers, train a "
+                                                        "router on the labels, evaluate it on held-out tasks.")
+
+def _floats(text: str, option: str) -> list[float]:
+    from llmnet.errors import Problem, SpecError
+
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise SpecError(Problem(option, "", f"'{text}' is not a comma-separated list of numbers")) from None
+
+
+@complexity_app.command()
+@user_errors
+def label(tiers_file: Path = typer.Argument(..., metavar="TIERS", help="tiers file: a network whose output gate's "
+                                                                       "branches are the tiers, cheapest first"),
+          data: str = typer.Option(..., "--data", help="arithmetic[:opts], bilevel[:opts] or a JSONL path"),
+          out_path: Path = typer.Option(..., "--out", help="labels JSONL to write"),
+          trials: int = typer.Option(5, "--trials", help="runs of every tier per task"),
+          threshold: int = typer.Option(4, "--threshold", help="successes a tier needs to be the label"),
+          rule: str = typer.Option("threshold", "--rule", help="threshold, or paper (Bae et al.'s rule, 3 tiers)"),
+          unsolved: str = typer.Option("drop", "--unsolved", help="tasks no tier solves: drop, top or best"),
+          limit: Optional[int] = typer.Option(None, "--limit", help="first N tasks only"),
+          gate: Optional[str] = typer.Option(None, "--gate", help="the gate whose branches are the tiers "
+                                                                  "(default: the output node)"),
+          cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="per-sample cache (SQLite)"),
+          no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
+          concurrency: int = typer.Option(8, "--concurrency", min=1, help="tasks in flight at once"),
+          seed: int = typer.Option(0, "--seed", help="seed of generated datasets"),
+          set_: Optional[list[str]] = typer.Option(None, "--set", help="override a parameter of the tiers file")
+          ) -> None:
+    """Run every tier --trials times per task and label each task with the cheapest tier that suffices.
+
+    Example: llmnet complexity label graphs/tiers_local.yaml --data arithmetic:n=100 --out labels.jsonl
+    """
+    from llmnet.complexity.label import label_tasks
+    from llmnet.complexity.tiers import load_tiers
+    from llmnet.tasks.datasets import load_dataset
+
+    tiers = load_tiers(tiers_file, gate, parse_sets(set_))
+    queries = load_dataset(data, limit, seed)
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            err.print(f"\rlabelled {done}/{total}", end="")
+
+    labels = label_tasks(tiers, queries, trials, rule, threshold, unsolved, None if no_cache else cache,
+                         concurrency, progress=progress)
+    if sys.stderr.isatty():
+        err.print()
+    labels.write_jsonl(out_path)
+    for line in labels.summary_lines():
+        out.print(line)
+    out.print(f"wrote {out_path}")
+
+
+@complexity_app.command()
+@user_errors
+def train(labels_path: Path = typer.Argument(..., metavar="LABELS", help="labels JSONL from 'complexity label'"),
+          out_path: Path = typer.Option(..., "--out", help="router artefact (JSON) to write"),
+          split: str = typer.Option("0.6,0.2,0.2", "--split", help="train,validation,test fractions"),
+          seed: int = typer.Option(0, "--seed", help="seeds the split"),
+          tolerance: float = typer.Option(0.01, "--tolerance", help="accuracy the chosen cost-aware target may "
+                                                                    "lose to always-top on validation")) -> None:
+    """Train the router (TF-IDF + calibrated logistic regression) and save it as JSON.
+
+    Example: llmnet complexity train labels.jsonl --out router.json
+    """
+    from llmnet.complexity.evaluate import train_router
+    from llmnet.complexity.label import read_labels
+
+    fractions = _floats(split, "--split")
+    model = train_router(read_labels(labels_path), fractions, seed, tolerance)
+    model.save(out_path)
+    m = model.meta
+    out.print(f"trained on {m['trained_on']} labelled tasks (C={m['C']:g}, calibration {m['calibration']}); "
+              f"{len(m['split']['test_ids'])} tasks held out for testing")
+    if "target" in m:
+        out.print(f"cost-aware target chosen on validation: {m['target']:g}")
+    out.print(f"wrote {out_path}")
+
+
+@complexity_app.command("eval")
+@user_errors
+def evaluate_command(
+        labels_path: Path = typer.Argument(..., metavar="LABELS", help="labels JSONL from 'complexity label'"),
+        router_path: Path = typer.Argument(..., metavar="ROUTER", help="router JSON from 'complexity train'"),
+        out_dir: Path = typer.Option(..., "--out", help="directory for report.json and curve.png"),
+        target: Optional[float] = typer.Option(None, "--target", help="cost-aware target (default: the one "
+                                                                      "chosen on validation)"),
+        llm_baseline: Optional[str] = typer.Option(None, "--llm-baseline", help="also score the untuned baseline "
+                                                                                "with this local model, e.g. "
+                                                                                "smollm2-135m"),
+        llm_work: str = typer.Option("solving the task", "--llm-work", help="what the baseline prompt calls the "
+                                                                           "work (the paper: creating the correct "
+                                                                           "code for the task)"),
+        cache: Path = typer.Option(DEFAULT_CACHE, "--cache", help="per-sample cache for the baseline's calls")
+) -> None:
+    """Evaluate a router on its held-out tasks: label accuracy, accuracy and cost against the baselines.
+
+    End-to-end numbers come from the labelling runs (no new model calls). Example:
+    llmnet complexity eval labels.jsonl router.json --out eval/
+    """
+    from llmnet.complexity.classifier import llm_scores, load_router_model
+    from llmnet.complexity.evaluate import evaluate_router, held_out
+    from llmnet.complexity.label import read_labels
+
+    model = load_router_model(router_path)
+    records = held_out(read_labels(labels_path), model)
+    scores = None
+    if llm_baseline:
+        scores = llm_scores([(str(r["id"]), r["question"]) for r in records],
+                            {"backend": "local", "model": llm_baseline}, work=llm_work, cache_path=cache)
+    report = evaluate_router(records, model, target, scores)
+    for line in report.summary_lines():
+        out.print(line)
+    json_path, png_path = report.write(out_dir)
+    out.print(f"wrote {json_path} and {png_path}")

@@ -1,0 +1,54 @@
+"""Reading JSONL files safely: bounded lines, every parser failure as an error naming the line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from llmnet.errors import DatasetError
+
+MAX_LINE = 10_000_000
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON or a DatasetError) for each non-blank line of a JSONL file.
+
+    Reads line by line with a length cap (so ``/dev/zero`` or a 20 MB line cannot hang
+    or exhaust memory), decodes each line on its own, and turns every parser failure
+    (bad JSON, huge integers, absurd nesting) into a DatasetError naming the line.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{path}: not a regular file")
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with handle:
+        lineno = 0
+        while True:
+            raw = handle.readline(MAX_LINE + 1)
+            if not raw:
+                return
+            lineno += 1
+            where = f"{path}:{lineno}"
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the over-long line
+                    raw = handle.readline(MAX_LINE + 1)
+                yield lineno, DatasetError(f"{where}: line longer than {MAX_LINE} bytes")
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, DatasetError(f"{where}: not UTF-8 text")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield lineno, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield lineno, DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})")
+            except (ValueError, RecursionError) as exc:
+                yield lineno, DatasetError(f"{where}: unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})")

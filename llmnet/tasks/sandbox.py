@@ -1,0 +1,514 @@
+"""Run untrusted, model-written Python against tests in a sandboxed subprocess.
+
+Generated code never runs in the llmnet process. ``run_sandboxed(program, tests)``
+starts a fresh interpreter (``python -I -B``) in a new session, in a fresh temporary
+working directory that is removed afterwards, with a scrubbed environment (no
+inherited variable, so no API key; ``PATH=/usr/bin:/bin``). A trusted prelude runs
+first in the child: it reads its instructions from stdin, sets resource limits,
+installs an audit hook, then executes the program, the optional ``setup`` and each
+test (every test guarded on its own) and reports one authenticated line per test on
+a private pipe. The parent always kills the whole process group at the end.
+
+Layers, strongest first (``sandbox_isolation()`` says which ones this machine has):
+
+Kernel-enforced (not bypassable from Python):
+  * resource limits: wall clock (parent kills the group), CPU seconds (RLIMIT_CPU),
+    address space (RLIMIT_AS), file size (RLIMIT_FSIZE), open files, no core dumps,
+    process count (RLIMIT_NPROC: the uid's running threads + ``max_procs``; RLIMIT_NPROC
+    does not bind root, see the uid drop). stdout+stderr are read up to ``max_output``
+    bytes, then the group is killed.
+  * network namespace (``unshare --net``, probed once and cached): only a loopback
+    interface that is down, so no TCP/UDP anywhere, loopback included. Unix sockets
+    bound to a filesystem path stay reachable (subject to file permissions).
+  * pid namespace (``unshare --pid --fork --kill-child``): processes outside the
+    sandbox are invisible, so they cannot be signalled; when the sandbox's first
+    process dies the kernel kills everything it started, even what left the group.
+  * uid drop (when llmnet runs as root): the child runs as ``nobody`` with no groups
+    and ``no_new_privs``, so it cannot write root-owned files, signal root processes,
+    and RLIMIT_NPROC binds. When the interpreter is not readable by ``nobody`` (e.g.
+    a pyenv under ``/root``) it keeps one capability, CAP_DAC_READ_SEARCH, so it can
+    still READ every file on the machine: secrets stored in files are then protected
+    only by the audit hook below.
+
+Best effort, in-process (``sys.addaudithook``; a determined attacker gets around it):
+  * refused, and the sample reported as ``blocked``: process creation (``os.fork``,
+    ``os.system``, ``os.exec*``, ``os.posix_spawn``, ``subprocess.Popen``, and
+    ``_posixsubprocess.fork_exec`` which is replaced by a stub), ``os.kill`` /
+    ``os.killpg`` / ``signal.pthread_kill`` of anything, ``pidfd_send_signal`` (stub),
+    non-Unix sockets, ``connect`` / ``bind`` / ``sendto`` / DNS look-ups, opening a
+    file for writing (modes w/a/x/+, or write flags) outside the temp dir,
+    ``os.remove`` / ``rename`` / ``rmdir`` / ``mkdir`` / ``chmod`` / ``chown`` /
+    ``truncate`` / ``utime`` / xattrs outside it, links and symlinks anywhere, sqlite
+    files outside it and sqlite extensions, any ctypes call, symbol look-up, library
+    load or raw-address object (the ``import ctypes`` done by numpy itself is allowed),
+    cffi, sub-interpreters (which would start without the hook), ``_testcapi``,
+    re-importing the stubbed modules, changing rlimits, ``gc.get_objects`` /
+    ``get_referrers`` / ``get_referents`` and ``sys._current_frames``.
+  * refused quietly (``PermissionError``, sample not marked): reading files outside
+    the temp dir, the interpreter's prefixes and ``sys.path``, and a few ``/dev`` and
+    time-zone files, so e.g. ``/proc/<pid>/environ``, ``~/.aws`` and ``.env`` files.
+  * the result channel: each record carries an HMAC under a per-run key that only the
+    prelude holds; stdout is never parsed, and a task passes only if every test has
+    an authentic "passed" record and the prelude reached its end. Garbage or forged
+    records on the channel mark the sample ``blocked``; ``print("all tests passed")``,
+    ``sys.exit(0)`` or ``os._exit(0)`` before the tests make it fail.
+
+Not stopped (why the kernel layers matter):
+  * the program runs in the same interpreter as the prelude: walking frames
+    (``sys._getframe().f_back.f_locals``, needed by the standard library so not
+    refused) reaches the HMAC key, so a program written to attack llmnet can forge
+    its results; crafted bytecode (``types.CodeType``, ``code.replace``, ``marshal``)
+    or ``ctypes.c_char_p(address).value`` can read or corrupt interpreter memory and
+    disable the hook entirely; a ``PathLike`` whose ``__fspath__`` answers differently
+    on each call can get past the path checks; ``signal.alarm`` can be cancelled.
+  * a program can game the tests without touching the sandbox (an object whose
+    ``__eq__`` always returns True, monkey-patching ``math``): that is a property of
+    the tests, not of the sandbox.
+  * without the kernel layers (no ``unshare``, not root, no user namespaces) a hook
+    bypass gives the program the rights of the llmnet user, network included.
+  * writes into world-writable directories (/tmp, /dev/shm) by a hook bypass persist;
+    disk usage inside the temp dir is bounded per file, not in total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import hmac
+import json
+import math
+import os
+import pwd
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal
+
+from llmnet.errors import LlmnetError
+
+Status = Literal["passed", "failed", "timeout", "memory", "killed", "error", "blocked"]
+
+_CLEAN_PATH = "/usr/bin:/bin"
+_TAIL_CHARS = 2_000
+_DETAIL_CHARS = 300
+_RECORD_LIMIT = 4_096
+_XCPU_EXIT = 128 + signal.SIGXCPU
+
+
+class SandboxError(LlmnetError):
+    """The sandbox itself could not run (not a verdict on the program)."""
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """The verdict on one program: ``passed`` only if every test has an authentic pass.
+
+    ``per_test``, ``test_errors`` (exception type name, "" on success, "not run" when
+    the child stopped first) and ``test_outputs`` (a digest of the values compared by
+    ``assert x == y`` and of bare expression statements in the test) line up with the
+    tests that were given.
+    """
+
+    passed: bool
+    status: Status
+    detail: str
+    per_test: tuple[bool, ...]
+    duration_s: float
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    test_errors: tuple[str, ...] = ()
+    test_outputs: tuple[str, ...] = ()
+    cpu_s: float = 0.0
+
+    @property
+    def n_passed(self) -> int:
+        return sum(self.per_test)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """Which kernel layers this machine gives the sandbox (probed once, cached)."""
+
+    network_namespace: bool
+    pid_namespace: bool
+    user: str | None
+    capabilities: tuple[str, ...]
+    prefix: tuple[str, ...]
+    uid: int | None = None
+    gid: int | None = None
+
+    def describe(self) -> str:
+        user = self.user or f"uid {os.geteuid()} (no drop)"
+        caps = ", capabilities: " + ",".join(self.capabilities) if self.capabilities else ""
+        return (f"network namespace: {'yes' if self.network_namespace else 'no'}, "
+                f"pid namespace: {'yes' if self.pid_namespace else 'no'}, runs as {user}{caps}")
+
+
+# --------------------------------------------------------------------------- child side
+# The child runs the source of llmnet/_sandbox_child.py (read here, never imported to run);
+# its command line stays short: it reads that text as the first line of stdin.
+_CHILD = (resources.files("llmnet.tasks") / "_sandbox_child.py").read_text(encoding="utf-8") \
+    + "_prelude()\n"
+_LOADER = "import sys, json; exec(json.loads(sys.stdin.buffer.readline()))"
+
+
+# --------------------------------------------------------------------------- isolation probe
+_PROBE_NET = ("import socket, os; print(sorted(n for _, n in socket.if_nameindex()), os.getpid())")
+_PROBE_USER = ("import os, sys, json, fractions, decimal, statistics\n"
+               "assert os.getuid() != 0\n"
+               "[os.listdir(p) for p in sys.path if os.path.isdir(p)]\n"
+               "open('probe', 'w').write('ok')\nprint(sys.version, sys.base_prefix)")
+_isolation: Isolation | None = None
+_isolation_lock = threading.Lock()
+
+
+def _probe(cmd: list[str], cwd: str | None = None) -> str | None:
+    try:
+        done = subprocess.run(cmd, cwd=cwd, env={"PATH": _CLEAN_PATH}, capture_output=True,
+                              text=True, timeout=20, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _find_namespaces(py: list[str]) -> tuple[list[str], bool]:
+    """The strongest ``unshare`` prefix that really isolates the network, and whether it
+    also gives a pid namespace. Root first tries plain namespaces, then user namespaces."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return [], False
+    users = [["--user", "--map-current-user"], ["--user", "--map-root-user"]]
+    for user in ([[]] if os.geteuid() == 0 else []) + users:
+        for pid in (["--pid", "--fork", "--kill-child"], []):
+            cmd = [unshare, *user, "--net", *pid, "--"]
+            out = _probe([*cmd, *py, _PROBE_NET])
+            if out and out.startswith("['lo']"):
+                return cmd, bool(pid) and out.endswith(" 1")
+    return [], False
+
+
+def _find_isolation() -> Isolation:
+    py = [sys.executable, "-I", "-B", "-c"]
+    ns, pid_ns = _find_namespaces(py)
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() == 0 and setpriv:
+        try:
+            entry = pwd.getpwnam("nobody")
+            uid, gid = entry.pw_uid, entry.pw_gid
+        except KeyError:
+            uid = gid = 65534
+        base = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
+        with tempfile.TemporaryDirectory(prefix="llmnet-probe-") as tmp:
+            os.chown(tmp, uid, gid)
+            # without a capability if the interpreter is readable by nobody, else keep
+            # CAP_DAC_READ_SEARCH (read anything, write nothing)
+            for cap in ((), ("dac_read_search",)):
+                plus = "".join(f",+{c}" for c in cap)
+                drop = [*base, f"--inh-caps=-all{plus}", f"--bounding-set=-all{plus}"]
+                drop += [f"--ambient-caps={plus[1:]}"] if cap else []
+                cmd = [*ns, *drop, "--"]
+                # same interpreter: an unreadable libpython can silently fall back to the
+                # system's, which would run the program under another Python
+                if _probe([*cmd, *py, _PROBE_USER], cwd=tmp) == f"{sys.version} {sys.base_prefix}":
+                    return Isolation(bool(ns), pid_ns, f"nobody ({uid})", cap, tuple(cmd),
+                                     uid, gid)
+    return Isolation(bool(ns), pid_ns, None, (), tuple(ns))
+
+
+def sandbox_isolation() -> Isolation:
+    """Probe (once per process) which kernel isolation layers work on this machine."""
+    global _isolation
+    with _isolation_lock:
+        if _isolation is None:
+            _isolation = _find_isolation()
+        return _isolation
+
+
+# --------------------------------------------------------------------------- concurrency
+class _Slots:
+    """A resizable cap on sandboxes running at once, shared by sync and async callers."""
+
+    def __init__(self, limit: int):
+        self.limit, self.busy = limit, 0
+        self.cond = threading.Condition()
+        self.executor = concurrent.futures.ThreadPoolExecutor(limit, "llmnet-sandbox")
+
+    @contextlib.contextmanager
+    def held(self):
+        with self.cond:
+            self.cond.wait_for(lambda: self.busy < self.limit)
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.busy -= 1
+                self.cond.notify()
+
+    def resize(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max concurrency must be >= 1, got {limit}")
+        with self.cond:
+            self.limit = limit
+            old, self.executor = self.executor, concurrent.futures.ThreadPoolExecutor(
+                limit, "llmnet-sandbox")
+            self.cond.notify_all()
+        old.shutdown(wait=False)
+
+
+_slots = _Slots(max(1, os.cpu_count() or 1))
+
+
+def set_max_concurrency(limit: int) -> None:
+    """How many sandboxes may run at once in this process (default: CPU count)."""
+    _slots.resize(limit)
+
+
+# --------------------------------------------------------------------------- parent side
+@dataclass
+class _Run:
+    stdout: bytearray
+    stderr: bytearray
+    results: bytearray
+    timed_out: bool = False
+    overflow: bool = False
+    returncode: int | None = None
+    cpu_s: float = 0.0
+
+
+def _communicate(proc: subprocess.Popen, payload: bytes, result_fd: int, deadline: float,
+                 max_output: int, max_results: int) -> _Run:
+    """Feed stdin, collect the three pipes (bounded), stop at exit, deadline or overflow;
+    then kill the whole group and reap the leader."""
+    run = _Run(bytearray(), bytearray(), bytearray())
+    sinks = {proc.stdout.fileno(): run.stdout, proc.stderr.fileno(): run.stderr,
+             result_fd: run.results}
+    stdin = proc.stdin.fileno()
+    sel = selectors.DefaultSelector()
+    for fd in (*sinks, stdin):
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_WRITE if fd == stdin else selectors.EVENT_READ)
+    view = memoryview(payload)
+    try:
+        while not run.overflow:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                run.timed_out = True
+                break
+            exited = _exited(proc.pid)
+            if not sel.get_map():
+                if exited:
+                    break
+                time.sleep(min(left, 0.005))
+                continue
+            events = sel.select(0 if exited else min(left, 0.05))
+            if exited and not events:
+                break                   # exited; whatever is still open belongs to strays
+            for key, _ in events:
+                if key.fd == stdin:
+                    try:
+                        view = view[os.write(stdin, view[:65536]):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:     # the child is gone or closed its stdin
+                        view = view[len(view):]
+                    if not view:
+                        sel.unregister(stdin)
+                        proc.stdin.close()
+                    continue
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                sinks[key.fd] += chunk
+                run.overflow = len(run.stdout) + len(run.stderr) > max_output
+                if len(run.results) > max_results:
+                    sel.unregister(key.fd)
+    finally:
+        sel.close()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)      # leader not reaped yet: pgid still ours
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except ChildProcessError:                   # reaped behind our back (SIGCHLD handler)
+            proc.returncode = -signal.SIGKILL
+        else:
+            proc.returncode = run.returncode = os.waitstatus_to_exitcode(status)
+            run.cpu_s = usage.ru_utime + usage.ru_stime
+    return run
+
+
+def _exited(pid: int) -> bool:
+    """Has the child exited? It is left unreaped so that its group id stays reserved."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_pid == pid
+
+
+@dataclass
+class _Records:
+    """What the child reported, authenticated: program outcome (ok, error type, message),
+    per test (ok, error type, output digest, message), blocked operations."""
+
+    program: tuple[str, str, str] | None = None
+    tests: dict[int, tuple[bool, str, str, str]] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+    done: bool = False
+    forged: int = 0
+
+
+def _parse_records(raw: bytes, key: bytes, n_tests: int) -> _Records:
+    rec = _Records()
+    for line in raw.split(b"\n"):
+        if not line:
+            continue
+        body, _, mac = line.rpartition(b"\t")
+        good = len(line) <= _RECORD_LIMIT and hmac.compare_digest(
+            hmac.digest(key, body, "sha256").hex().encode(), mac)
+        fields = body.decode("utf-8", "replace").split("\t") if good else []
+        kind = fields[0] if fields else ""
+        if kind == "P" and len(fields) == 4 and rec.program is None:
+            rec.program = tuple(fields[1:])
+        elif kind == "T" and len(fields) == 7 and fields[1].isdigit() \
+                and int(fields[1]) < n_tests and int(fields[1]) not in rec.tests:
+            rec.tests[int(fields[1])] = (fields[2] == "1", fields[3], fields[4], fields[6])
+        elif kind == "B" and len(fields) == 3:
+            rec.blocked.append(f"{fields[1]} {fields[2]}".strip())
+        elif kind == "D" and len(fields) == 1:
+            rec.done = True
+        else:
+            rec.forged += 1
+    return rec
+
+
+def _tail(data: bytes, n: int = _TAIL_CHARS) -> str:
+    return data[-4 * n:].decode("utf-8", "replace")[-n:]
+
+
+def _verdict(run: _Run, rec: _Records, n_tests: int, cpu_limit: float) -> tuple[Status, str]:
+    tests, code = rec.tests, run.returncode
+    stderr = _tail(bytes(run.stderr), 4_000)
+    finished = rec.done and rec.program is not None and (rec.program[0] != "1" or
+                                                         len(tests) == n_tests)
+    if rec.forged:
+        return "blocked", f"result channel tampered with ({rec.forged} forged or garbled lines)"
+    if rec.blocked:
+        return "blocked", "blocked: " + "; ".join(rec.blocked[:3])
+    if run.timed_out:
+        return "timeout", "wall-clock time limit exceeded"
+    if run.overflow:
+        return "killed", "output limit exceeded (stdout+stderr)"
+    if not finished and (code == _XCPU_EXIT or (code in (-signal.SIGKILL, -signal.SIGXCPU)
+                                                and run.cpu_s >= 0.9 * cpu_limit)):
+        return "timeout", f"CPU time limit ({cpu_limit:g} s) exceeded"
+    errors = {t[1] for t in tests.values()} | {rec.program[1] if rec.program else ""}
+    if "MemoryError" in errors or not finished and (
+            "MemoryError" in stderr or "Cannot allocate memory" in stderr):
+        return "memory", "memory limit exceeded"
+    if not finished:
+        if code is not None and code < 0:
+            return "killed", f"killed by {signal.Signals(-code).name}" \
+                if -code in signal.valid_signals() else f"killed by signal {-code}"
+        missing = [i for i in range(n_tests) if i not in tests]
+        what = "the program finished" if rec.program is None else f"tests {missing[:5]} reported"
+        return "error", f"exited with code {code} before {what}: {stderr.strip()[-200:]}"
+    if rec.program[0] != "1":
+        return "error", rec.program[2]
+    failed = [i for i in range(n_tests) if not tests[i][0]]
+    if failed:
+        return "failed", (f"{len(failed)}/{n_tests} tests failed; "
+                          f"test {failed[0]}: {tests[failed[0]][3]}")
+    return "passed", f"{n_tests}/{n_tests} tests passed"
+
+
+def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
+                  cpu_s: float = 5.0, memory_mb: int = 512, max_procs: int = 16,
+                  max_output: int = 64_000, max_file_mb: int = 16, setup: str = "",
+                  isolate: bool = True, audit: bool = True) -> SandboxResult:
+    """Run ``program``, then ``setup``, then each test snippet, in a sandboxed child.
+
+    Each test is a snippet run in the program's namespace (an ``assert`` line, or a
+    ``check`` function followed by ``check(entry_point)``); it passes when it raises
+    nothing. ``isolate=False`` skips the kernel namespaces and the uid drop and
+    ``audit=False`` the audit hook: both exist to test each layer on its own.
+    Raises ``SandboxError`` only when the sandbox itself cannot start.
+    """
+    tests = list(tests)
+    if not all(isinstance(t, str) for t in (program, setup, *tests)):
+        raise TypeError("program, setup and tests must be strings")
+    if not tests:
+        raise ValueError("run_sandboxed needs at least one test")
+    iso = sandbox_isolation() if isolate else Isolation(False, False, None, (), ())
+    key, cpu_limit = secrets.token_bytes(32), max(1, math.ceil(cpu_s))
+    with _slots.held():
+        started = time.monotonic()
+        workdir = tempfile.mkdtemp(prefix="llmnet-sandbox-")
+        result_r = result_w = -1
+        try:
+            if iso.uid is not None:
+                os.chown(workdir, iso.uid, iso.gid)
+            result_r, result_w = os.pipe()
+            payload = json.dumps({
+                "key": key.hex(), "fd": result_w, "workdir": workdir, "program": program,
+                "setup": setup, "tests": tests, "audit": audit, "memory_mb": int(memory_mb),
+                "cpu_s": cpu_limit, "max_procs": int(max_procs),
+                "max_file_bytes": int(max_file_mb * 1024 * 1024),
+                "backstop_s": int(timeout_s) + 5}).encode()
+            payload = json.dumps(_CHILD).encode() + b"\n" + payload
+            env = {"PATH": _CLEAN_PATH, "HOME": workdir, "TMPDIR": workdir,
+                   "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
+                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            cmd = [*iso.prefix, sys.executable, "-I", "-B", "-c", _LOADER]
+            try:
+                proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        pass_fds=(result_w,), start_new_session=True)
+            except OSError as exc:
+                raise SandboxError(f"cannot start the sandbox: {exc}") from exc
+            os.close(result_w)
+            result_w = -1
+            with proc:
+                run = _communicate(proc, payload, result_r, started + timeout_s, max_output,
+                                   (len(tests) + 32) * _RECORD_LIMIT)
+        finally:
+            for fd in (result_r, result_w):
+                if fd >= 0:
+                    os.close(fd)
+            shutil.rmtree(workdir, ignore_errors=True)
+        duration = time.monotonic() - started
+    rec = _parse_records(bytes(run.results), key, len(tests))
+    status, detail = _verdict(run, rec, len(tests), cpu_limit)
+    results = rec.tests
+    return SandboxResult(
+        passed=status == "passed", status=status, detail=detail[:_DETAIL_CHARS],
+        per_test=tuple(results.get(i, (False,))[0] for i in range(len(tests))),
+        duration_s=duration, stdout_tail=_tail(bytes(run.stdout)),
+        stderr_tail=_tail(bytes(run.stderr)),
+        test_errors=tuple(results[i][1] if i in results else "not run"
+                          for i in range(len(tests))),
+        test_outputs=tuple(results[i][2] if i in results else "" for i in range(len(tests))),
+        cpu_s=run.cpu_s)
+
+
+async def arun_sandboxed(program: str, tests: Sequence[str], **limits) -> SandboxResult:
+    """``run_sandboxed`` from asyncio: runs on a dedicated thread pool sized to the
+    concurrency cap, so that waiting sandboxes never hold the loop's default executor."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(run_sandboxed, program, list(tests), **limits)
+    return await loop.run_in_executor(_slots.executor, call)

@@ -1,0 +1,66 @@
+"""``llmnet complexity label | train | eval`` end to end on simulated tiers, and their errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from llmnet.cli.main import app
+from tests.complexity import write_tiers
+from tests.conftest import ROOT
+
+
+def llmnet(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "llmnet", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_label_train_eval_end_to_end(tmp_path):
+    write_tiers(tmp_path)
+    res = llmnet("complexity", "label", "tiers.yaml", "--data", "arithmetic:n=60,digits=1-4", "--unsolved", "top",
+                 "--cache", "cache.sqlite", "--out", "labels.jsonl", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "labels: one:" in res.stdout and "unsolved:" in res.stdout
+    assert len((tmp_path / "labels.jsonl").read_text().splitlines()) == 60
+    res = llmnet("complexity", "train", "labels.jsonl", "--out", "router.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    artefact = json.loads((tmp_path / "router.json").read_text())
+    assert artefact["format"] == "llmnet.complexitynet" and artefact["version"] == 1
+    assert [t["name"] for t in artefact["tiers"]] == ["one", "vote5", "top"]
+    res = llmnet("complexity", "eval", "labels.jsonl", "router.json", "--out", "eval", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert {"always one", "always top", "oracle", "router predicted"} <= set(report["policies"])
+    assert report["n_test"] == len(artefact["meta"]["split"]["test_ids"])
+    assert (tmp_path / "eval" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    write_tiers(tmp_path)
+    (tmp_path / "not_labels.jsonl").write_text('{"id": "a", "question": "1 + 1", "answer": "2"}\n')
+    return tmp_path
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["label", "{d}/tiers.yaml", "--data", "arithmetic:n=3", "--rule", "median", "--out", "{d}/l.jsonl"],
+     "unknown rule 'median'"),
+    (["label", "{d}/tiers.yaml", "--data", "nosuchset", "--out", "{d}/l.jsonl"], "unknown dataset"),
+    (["label", "{d}/missing.yaml", "--data", "arithmetic:n=3", "--out", "{d}/l.jsonl"], "cannot read file"),
+    (["train", "{d}/not_labels.jsonl", "--out", "{d}/r.json"], "not_labels.jsonl:1: field 'trials'"),
+    (["train", "{d}/not_labels.jsonl", "--out", "{d}/r.json", "--split", "a,b"], "--split"),
+    (["eval", "{d}/not_labels.jsonl", "{d}/tiers.yaml", "--out", "{d}/e"], "not a JSON router"),
+])
+def test_bad_input_is_one_line_exit_2(labelled, args, message):
+    result = CliRunner().invoke(app, ["complexity", *(a.format(d=labelled) for a in args)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_shipped_gated_network_validates():
+    res = llmnet("validate", "graphs/tiers_local.yaml", "graphs/complexity_gated.yaml", cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert (ROOT / "graphs" / "routers" / "arithmetic_router.json").exists()
