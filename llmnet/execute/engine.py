@@ -80,9 +80,41 @@ class QueryRun:
                 total.add(entry["usage"])
         return total
 
+    def router_models(self, gate_name: str) -> "RouterModels":
+        """What an async router may call: the network's models, through this query's engine."""
+        return RouterModels(self, gate_name)
+
     async def run_branch(self, gate_name: str, branch: str, network: Network) -> Answer:
         child = replace(self, prefix=f"{self.prefix}{gate_name}/{branch}/")  # shares usage and trace
         return await self.engine.run_graph(network, child)
+
+
+@dataclass(frozen=True)
+class _RouterCall:
+    """The sampling fields ``QueryRun.sample`` reads, for a router's own model call."""
+
+    model: str
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 16
+    stop: tuple[str, ...] = ()
+    api: str = "completion"
+    seed: int = 0
+
+
+class RouterModels:
+    """A router's access to the network's models: cached, rate-limited and counted under its gate."""
+
+    def __init__(self, ctx: QueryRun, gate_name: str):
+        self._ctx, self._gate = ctx, gate_name
+
+    async def complete(self, model: str, prompt: str, *, samples: int = 1, temperature: float = 0.0,
+                       max_tokens: int = 16, stop: tuple[str, ...] | list[str] = (), top_p: float = 1.0,
+                       api: str = "completion", seed: int = 0) -> list[str]:
+        """``samples`` completions of ``prompt`` from the network's model ``model``."""
+        self._ctx.engine.ensure_model(model)
+        call = _RouterCall(model, temperature, top_p, max_tokens, tuple(stop), api, seed)
+        return await self._ctx.sample(self._gate, call, prompt, samples, role="route")
 
 
 class Engine:
@@ -98,6 +130,7 @@ class Engine:
         given = dict(backends or {})  # Backend instances by model name (tests, custom backends)
         self.models = {name: Limited(given.get(name) or make_backend(name, network.spec.models[name]), self.budget)
                        for name in network.spec.models if name in used}
+        self._given = given
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.routers: dict[int, Any] = {}
         base = None
@@ -106,6 +139,14 @@ class Engine:
 
             base = Path(network.source).resolve().parent
         self._router_base = base
+
+    def ensure_model(self, name: str) -> None:
+        """Make model ``name`` callable even if no node uses it (a router may call it)."""
+        if name not in self.models:
+            if name not in self.network.spec.models:
+                raise LlmnetError(f"unknown model '{name}' (declared: {', '.join(sorted(self.network.spec.models))})")
+            spec = self.network.spec.models[name]
+            self.models[name] = Limited(self._given.get(name) or make_backend(name, spec), self.budget)
 
     def router(self, spec: Any) -> Any:
         key = id(spec)

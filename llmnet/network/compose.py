@@ -13,11 +13,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from llmnet.errors import Problem, SpecError
 from llmnet.network.loader import SourceMap, _pydantic_problem
-from llmnet.network.spec import ModelSpec, NetworkSpec, NodeSpec, SubgraphSpec, TaskSpec
+from llmnet.network.spec import ModelSpec, NetworkSpec, SubgraphSpec, TaskSpec, node_adapter
 from llmnet.network.yamlio import Positions
 from llmnet.routing.specs import RouterSpec
 
-_NODE = TypeAdapter(NodeSpec)
 _MODEL = TypeAdapter(ModelSpec)
 _ROUTER = TypeAdapter(RouterSpec)
 
@@ -54,14 +53,14 @@ class SpecBuilder:
     @staticmethod
     def node(kind: str, **fields: Any) -> Any:
         """A validated node spec of ``kind`` (usable in ``subgraph(nodes=...)``)."""
-        return _validate(_NODE, {"kind": kind, **fields}, ("nodes", kind))
+        return _validate(node_adapter(), {"kind": kind, **fields}, ("nodes", kind))
 
     def model(self, name: str, spec: Any = None, **fields: Any) -> "SpecBuilder":
         self.models[name] = spec if spec is not None and not fields else _validate(_MODEL, fields, ("models", name))
         return self
 
     def add(self, name: str, kind: str, **fields: Any) -> "SpecBuilder":
-        self.nodes[name] = _validate(_NODE, {"kind": kind, **fields}, ("nodes", name))
+        self.nodes[name] = _validate(node_adapter(), {"kind": kind, **fields}, ("nodes", name))
         return self
 
     def generator(self, name: str, **fields: Any) -> "SpecBuilder":

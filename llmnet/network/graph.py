@@ -25,12 +25,14 @@ from llmnet.network.compose import gate_spec
 from llmnet.network.loader import SourceMap, load_spec_file, load_spec_text, suggest
 from llmnet.network.spec import (
     CANDIDATE_PRODUCERS,
+    INPUT_FIELDS,
     GateNode,
     NetworkSpec,
     SubgraphSpec,
     template_fields,
 )
 from llmnet.network.yamlio import Path_, Positions
+from llmnet.routing import router_kinds
 
 Check = Callable[["_Draft"], list[Problem]]
 
@@ -119,10 +121,14 @@ def check_unreachable(d: _Draft) -> list[Problem]:
     ]
 
 
+CANDIDATE_CONSUMERS = ("vote", "judge", "filter", "filter_vote", "select", "rank", "tournament")
+"""Built-in kinds that read their inputs' candidates (generators and refiners read any input)."""
+
+
 def check_input_kinds(d: _Draft) -> list[Problem]:
     problems = []
     for name, node in d.nodes.items():
-        if node.kind in ("generator", "gate"):
+        if node.kind not in CANDIDATE_CONSUMERS:
             continue
         for i, inp in enumerate(_inputs(node)):
             up = d.nodes.get(inp)
@@ -155,11 +161,40 @@ def check_gates(d: _Draft) -> list[Problem]:
                                           f"'{target}'; give each branch its own subgraph"))
             else:
                 seen[target] = branch
+        if node.router.kind not in router_kinds():
+            problems.append(d.problem(("nodes", name, "router", "kind"),
+                                      f"router kind '{node.router.kind}' is not registered" + suggest(
+                                          node.router.kind, router_kinds()) + "; register it with "
+                                      "llmnet.register_router before loading the network"))
         for sub_path, branch in node.router.branch_names():
             if branch not in node.branches:
                 problems.append(d.problem(("nodes", name, "router", *_split(sub_path)),
                                           f"router sends queries to branch '{branch}', which gate '{name}' does not "
                                           f"have" + suggest(branch, list(node.branches))))
+    return problems
+
+
+def check_input_prompts(d: _Draft) -> list[Problem]:
+    """A generator (or refiner) reads its inputs only through {candidates} / {previous}: inputs
+    its prompt never reads would be silently ignored, and those fields without inputs are empty."""
+    problems = []
+    for name, node in d.nodes.items():
+        if node.kind not in ("generator", "refine"):
+            continue
+        try:
+            used = [f for f in INPUT_FIELDS if f in template_fields(node.prompt or "")]
+        except ValueError:
+            continue  # check_templates reports it
+        if used and not _inputs(node):
+            problems.append(d.problem(("nodes", name, "prompt"),
+                                      f"the prompt uses {{{used[0]}}} but generator '{name}' has no inputs; add "
+                                      f"'inputs: [NODE]' or take {{{used[0]}}} out of the prompt"))
+        elif _inputs(node) and not used:
+            what = "has no prompt of its own" if node.prompt is None else "has a prompt that never reads them"
+            problems.append(d.problem(("nodes", name, "inputs"),
+                                      f"{node.kind} '{name}' takes inputs but {what}; give it a 'prompt' that uses "
+                                      f"{{candidates}} (the inputs' candidates, numbered) or {{previous}} (their "
+                                      f"answer), or remove 'inputs'"))
     return problems
 
 
@@ -185,7 +220,7 @@ def _split(sub_path: str) -> tuple[str | int, ...]:
 
 
 CHECKS: tuple[Check, ...] = (check_inputs, check_models, check_cycles, check_output, check_unreachable,
-                             check_input_kinds, check_gates, check_templates)
+                             check_input_kinds, check_input_prompts, check_gates, check_templates)
 
 
 def _build_graph(nodes: Mapping[str, Any]) -> nx.DiGraph:

@@ -245,8 +245,7 @@ def _model_at(path: Path_, data: Any) -> type[pydantic.BaseModel] | None:
     """The pydantic model class that validates the mapping at ``path`` (for key hints)."""
     from llmnet.network import spec as S
 
-    kinds = {"generator": S.GeneratorNode, "vote": S.VoteNode, "judge": S.JudgeNode, "filter": S.FilterNode,
-             "filter_vote": S.FilterVoteNode, "select": S.SelectNode, "gate": S.GateNode}
+    kinds = S.node_kinds()
     backends = {"local": S.LocalModel, "simulated": S.SimulatedModel, "openai": S.OpenAIModel, "vllm": S.VllmModel}
     node = data
     for part in path:

@@ -161,10 +161,37 @@ class _CallNode(_NodeBase):
         return v
 
 
+INPUT_FIELDS = ("candidates", "previous")
+"""Prompt fields through which a node that takes ``inputs`` sees them: ``{candidates}`` (the
+inputs' candidates, numbered ``1. ...``) and ``{previous}`` (the input's answer)."""
+
+
 class GeneratorNode(_CallNode):
-    """K samples from one model for the task prompt. Produces candidates."""
+    """K samples from one model for the task prompt. Produces candidates.
+
+    With ``inputs`` (earlier nodes, any kind) its ``prompt`` sees them as ``{candidates}``
+    and ``{previous}``: a generator fed by a generator refines its answer, one fed by K
+    candidates fuses them into a new one (Chen et al.'s generator layers; Archon's fuser).
+    """
 
     kind: Literal["generator"]
+    samples: int = Field(1, ge=1, le=100_000)
+    inputs: list[Name] = Field(default_factory=list, description="earlier nodes the prompt reads as "
+                                                                  "{candidates} / {previous}")
+
+
+class RefineNode(_CallNode):
+    """``rounds`` generators in a chain: round r's prompt sees round r-1's candidates.
+
+    Round 1 reads the ``inputs``; each round draws ``samples`` candidates, and ``{previous}``
+    is the plurality answer of the round before (Chen et al.'s generator-scaling network, with
+    the chain length as one parameter so ``llmnet sweep --grid L=1,2,4`` can vary it).
+    ``rounds: 0`` passes the inputs' candidates through unchanged.
+    """
+
+    kind: Literal["refine"]
+    inputs: list[Name] = Field(min_length=1)
+    rounds: int = Field(1, ge=0, le=1000)
     samples: int = Field(1, ge=1, le=100_000)
 
 
@@ -209,6 +236,30 @@ class SelectNode(_JudgeCall):
     kind: Literal["select"]
 
 
+class RankNode(_JudgeCall):
+    """An LLM orders the numbered candidates best first; the top ``keep`` go on (Archon's ranker).
+
+    The first mention of each valid number in the reply sets the order; candidates it never
+    names follow in their original order. Produces candidates.
+    """
+
+    kind: Literal["rank"]
+    keep: int = Field(1, ge=1, le=100_000)
+    max_tokens: int = Field(32, ge=1, le=1_000_000)
+
+
+class TournamentNode(_JudgeCall):
+    """A knockout over the candidates: pairwise selector calls, ceil(log2 K) rounds.
+
+    Chen et al.'s selector-scaling network: each match shows two candidates as ``{candidates}``
+    (``1.`` and ``2.``) and the reply's first number picks the winner (an unusable reply keeps
+    the first); an odd candidate out gets a bye. The last one standing answers.
+    """
+
+    kind: Literal["tournament"]
+    max_tokens: int = Field(4, ge=1, le=1_000_000)
+
+
 class GateNode(_NodeBase):
     """A router picks ONE branch per query; only that branch's nodes run and cost."""
 
@@ -217,13 +268,22 @@ class GateNode(_NodeBase):
     branches: dict[Name, Name] = Field(description="branch name -> subgraph name")
 
 
-NodeSpec = Annotated[
-    Union[GeneratorNode, VoteNode, JudgeNode, FilterNode, FilterVoteNode, SelectNode, GateNode],
-    Field(discriminator="kind"),
-]
+BUILTIN_NODES: dict[str, type[BaseModel]] = {
+    "generator": GeneratorNode, "refine": RefineNode, "vote": VoteNode, "judge": JudgeNode, "filter": FilterNode,
+    "filter_vote": FilterVoteNode, "select": SelectNode, "rank": RankNode, "tournament": TournamentNode,
+    "gate": GateNode}
+_CUSTOM_NODES: dict[str, type[BaseModel]] = {}
 
-CANDIDATE_PRODUCERS = ("generator", "judge", "filter")
-"""Kinds whose output is a list of candidates; every other kind produces one answer."""
+NodeSpec = Annotated[Union[tuple(BUILTIN_NODES.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
+
+CANDIDATE_PRODUCERS = {"generator", "refine", "judge", "filter", "rank"}
+"""Kinds whose output is a list of candidates; every other kind produces one answer
+(``register_node_spec`` adds custom kinds that produce candidates)."""
+
+
+def node_kinds() -> dict[str, type[BaseModel]]:
+    """Every node kind a network file may use (built-in and registered), kind -> spec model."""
+    return {**BUILTIN_NODES, **_CUSTOM_NODES}
 
 
 class SubgraphSpec(Strict):
@@ -265,6 +325,57 @@ class NetworkSpec(Strict):
     def to_data(self) -> dict[str, Any]:
         """Plain data (defaults left out) that loads back into an equal spec."""
         return self.model_dump(mode="json", exclude_defaults=True)
+
+
+class CustomNode(_NodeBase):
+    """Base for node kinds registered from Python (``llmnet.register_node``) that call no model."""
+
+
+class CustomCallNode(_CallNode):
+    """Base for registered node kinds that call a model (``ctx.sample`` reads these fields)."""
+
+
+def register_node_spec(kind: str, spec_model: type[BaseModel], produces: str = "answer") -> type[BaseModel]:
+    """Make ``kind: KIND`` valid in network files, validated by ``spec_model`` like a built-in kind.
+
+    ``spec_model`` is a pydantic model (subclass ``CustomNode`` or ``CustomCallNode`` for
+    unknown-key errors and the call fields); its ``kind`` field is set to ``Literal[kind]``.
+    ``produces`` is ``"answer"`` or ``"candidates"``. Returns the model actually used.
+    """
+    from pydantic import create_model
+
+    if not re.fullmatch(NAME_PATTERN, kind):
+        raise ValueError(f"node kind '{kind}' must be a plain name")
+    if kind in BUILTIN_NODES:
+        raise ValueError(f"node kind '{kind}' is built in; pick another name")
+    if not (isinstance(spec_model, type) and issubclass(spec_model, BaseModel)):
+        raise TypeError("spec_model must be a pydantic model class")
+    if produces not in ("answer", "candidates"):
+        raise ValueError("produces must be 'answer' or 'candidates'")
+    model = create_model(spec_model.__name__, __base__=spec_model, __module__=spec_model.__module__,
+                         kind=(Literal[kind], ...))  # type: ignore[call-overload]
+    _CUSTOM_NODES[kind] = model
+    CANDIDATE_PRODUCERS.discard(kind)
+    if produces == "candidates":
+        CANDIDATE_PRODUCERS.add(kind)
+    _rebuild()
+    return model
+
+
+def _rebuild() -> None:
+    """Rebuild the models that hold nodes so the tagged union includes the registered kinds."""
+    global NodeSpec
+    NodeSpec = Annotated[Union[tuple(node_kinds().values())], Field(discriminator="kind")]  # type: ignore
+    for holder in (SubgraphSpec, NetworkSpec):
+        holder.model_fields["nodes"].annotation = dict[Name, NodeSpec]  # type: ignore[valid-type]
+        holder.model_rebuild(force=True)
+
+
+def node_adapter():
+    """A TypeAdapter for one node of any kind known now."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(NodeSpec)
 
 
 def json_schema() -> dict[str, Any]:

@@ -50,6 +50,10 @@ class Context(Protocol):
 
     async def run_branch(self, gate: str, branch: str, network: Any) -> Answer: ...
 
+    def router_models(self, gate: str) -> Any: ...
+
+    def rng(self, name: str, seed: int = 0) -> random.Random: ...
+
 
 def seeded_rng(*parts: object) -> random.Random:
     """A coin that depends only on its parts (run seed, query id, node name)."""
@@ -72,3 +76,29 @@ def plurality(candidates: list[Candidate], rng: Callable[[], random.Random]) -> 
     best = max(scores.values())
     tied = sorted(a for a, s in scores.items() if s == best)
     return tied[0] if len(tied) == 1 else rng().choice(tied)  # the coin is only made when needed
+
+
+def flatten(inputs: list[Output]) -> list[Candidate]:
+    """The candidates of all inputs, in order; an input's single answer counts as one candidate."""
+    out: list[Candidate] = []
+    for group in inputs:
+        if isinstance(group, Answer):
+            text = group.text if group.text is not None else ("" if group.answer is None else str(group.answer))
+            out.append(Candidate(text, group.answer))
+        else:
+            out.extend(group)
+    return out
+
+
+def numbered(candidates: list[Candidate]) -> str:
+    """``1. text`` lines, the ``{candidates}`` a prompt sees."""
+    return "\n".join(f"{i}. {(c.text.strip() or (c.answer or ''))}" for i, c in enumerate(candidates, 1))
+
+
+def input_fields(candidates: list[Candidate], rng: Callable[[], random.Random]) -> dict[str, str]:
+    """``{candidates}`` (numbered) and ``{previous}`` (the plurality answer of the inputs; the
+    first candidate's text when none has an extractable answer)."""
+    previous = plurality(candidates, rng)
+    if previous is None:
+        previous = candidates[0].text.strip() if candidates else ""
+    return {"candidates": numbered(candidates), "previous": previous}

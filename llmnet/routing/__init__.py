@@ -27,6 +27,22 @@ class Router(ABC):
         """Return the name of the branch that should answer ``query`` (``prompt`` is its rendered prompt)."""
 
 
+class AsyncRouter(Router):
+    """A router that may await, and call the network's models, to decide (an LLM classifier).
+
+    ``models.complete(model, prompt, samples=1, temperature=0, max_tokens=16, stop=(), seed=0)``
+    returns completions from a model declared under the network's ``models:``, through the
+    executor: cached per sample, under the model's limits, and counted in the gate's usage.
+    """
+
+    @abstractmethod
+    async def achoose(self, query: Query, prompt: str, branches: Sequence[str], models: Any) -> str:
+        """Return the branch for ``query``; ``models`` calls the network's models."""
+
+    def choose(self, query: Query, prompt: str, branches: Sequence[str]) -> str:
+        raise TypeError(f"{type(self).__name__} is an async router: the executor calls achoose()")
+
+
 class RuleRouter(Router):
     """First matching rule wins (``field op value -> branch``), else the default branch."""
 
@@ -69,6 +85,11 @@ _BUILDERS: dict[str, Callable[[Any, Path | None], Router]] = {"rule": lambda spe
 def register_router(kind: str, builder: Callable[[Any, Path | None], Router]) -> None:
     """Make ``router: {kind: KIND}`` buildable; ``builder(spec, base_dir) -> Router``."""
     _BUILDERS[kind] = builder
+
+
+def router_kinds() -> list[str]:
+    """The router kinds registered now (built-in, wings', and the user's)."""
+    return sorted(_BUILDERS)
 
 
 def build_router(spec: Any, base: Path | None = None) -> Router:

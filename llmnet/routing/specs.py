@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class _Strict(BaseModel):
@@ -76,4 +76,31 @@ class SmartRouterSpec(_Strict):
         return [(f"branches.{k}", v) for k, v in self.branches.items()]
 
 
-RouterSpec = Annotated[Union[RuleRouterSpec, ComplexityNetRouterSpec, SmartRouterSpec], Field(discriminator="kind")]
+class CustomRouterSpec(_Strict):
+    """A router kind registered from Python (``llmnet.register_router(kind, builder)``).
+
+    ``branches`` lists what it may choose (each checked against the gate's branches);
+    ``options`` is passed to the builder untouched, as ``spec.options``.
+    """
+
+    kind: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+    branches: list[str] = Field(default_factory=list, description="the branches this router may choose")
+    options: dict[str, Any] = Field(default_factory=dict, description="settings for the registered builder")
+
+    def branch_names(self) -> list[tuple[str, str]]:
+        return [(f"branches[{i}]", b) for i, b in enumerate(self.branches)]
+
+
+BUILTIN_ROUTERS = {"rule": RuleRouterSpec, "complexitynet": ComplexityNetRouterSpec, "smart": SmartRouterSpec}
+
+
+def _router_tag(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in BUILTIN_ROUTERS else "custom"
+
+
+RouterSpec = Annotated[
+    Union[Annotated[RuleRouterSpec, Tag("rule")], Annotated[ComplexityNetRouterSpec, Tag("complexitynet")],
+          Annotated[SmartRouterSpec, Tag("smart")], Annotated[CustomRouterSpec, Tag("custom")]],
+    Discriminator(_router_tag),
+]
