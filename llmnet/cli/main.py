@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli import run, scale, smart
+from llmnet.cli import run, scale, serve, smart, sweep
 from llmnet.cli.common import SetOption, _OneLineErrors, _state, err, fail, out, parse_sets, user_errors
 from llmnet.cli.complexity import complexity_app
 from llmnet.errors import SpecError
@@ -92,6 +92,8 @@ def graph(file: Path, png: Optional[Path] = typer.Option(None, "--png", help="al
 app.command(name="run")(run.run)
 app.command(name="scale")(scale.scale)
 app.command(name="smart")(smart.smart)
+app.command(name="serve")(serve.serve)
+app.command(name="sweep")(sweep.sweep)
 app.add_typer(complexity_app, name="complexity")
 
 

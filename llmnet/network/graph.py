@@ -19,7 +19,7 @@ from typing import Any
 
 import networkx as nx
 
-from llmnet.errors import GraphError, Problem
+from llmnet.errors import GraphError, LlmnetError, Problem
 from llmnet.network import yamlio
 from llmnet.network.compose import gate_spec
 from llmnet.network.loader import SourceMap, load_spec_file, load_spec_text, suggest
@@ -255,6 +255,16 @@ def _subgraph_cycles(spec: NetworkSpec, sources: SourceMap) -> list[Problem]:
 # ----------------------------------------------------------------------------- the network
 
 
+RUNNER: dict[str, Callable[..., Any]] = {}
+"""``ainvoke`` / ``invoke`` / ``session``, installed by ``llmnet.execute`` (which sits above this layer)."""
+
+
+def _runner(name: str) -> Callable[..., Any]:
+    if name not in RUNNER:
+        raise LlmnetError("the executor is not loaded: import llmnet (or llmnet.execute) first")
+    return RUNNER[name]
+
+
 @dataclass(frozen=True, eq=False)
 class Network:
     """A compiled, validated, read-only network. Build with ``compile_network`` or ``load_network``."""
@@ -298,6 +308,20 @@ class Network:
 
     def models_used(self) -> set[str]:
         return {node.model for _, node in self.walk() if hasattr(node, "model")}
+
+    async def ainvoke(self, query: Any) -> Any:
+        """Run on one query (a question string, a mapping of fields or a Query) and return an
+        ``Invocation`` (answer, trace, usage, branch). Calls on one event loop share one engine
+        (limits, cache); failures are raised. See ``llmnet.execute.session``."""
+        return await _runner("ainvoke")(self, query)
+
+    def invoke(self, query: Any) -> Any:
+        """Blocking ``ainvoke``; calls share one engine on a background event loop."""
+        return _runner("invoke")(self, query)
+
+    def session(self, **options: Any) -> Any:
+        """``async with network.session(cache=PATH, max_cost=..., concurrency=...) as s: await s.ainvoke(q)``."""
+        return _runner("session")(self, **options)
 
     def with_gate(self, name: str, router: Any, branches: Mapping[str, "Network | SubgraphSpec"],
                   output: bool = True) -> "Network":

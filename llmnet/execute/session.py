@@ -1,0 +1,198 @@
+"""One query at a time: ``network.ainvoke(question)`` and ``async with network.session() as s``.
+
+A ``Session`` holds one ``Engine`` (backends, limits, cache, budget) for as many queries as
+its user sends, so a web server, a LangGraph node or a DSPy module pays the start-up once and
+every call shares the rate limits and the cache. ``ainvoke`` returns an ``Invocation``: the
+answer, the trace, the summed usage and the branch a gate chose. Unlike ``run_network``,
+which records a query's failure and goes on, ``ainvoke`` raises it: one query, one answer or
+one error.
+
+``Network.ainvoke`` / ``invoke`` / ``session`` are attached by ``install()`` (the network layer
+sits below the executor and cannot import it). ``invoke`` (blocking) runs a per-network
+session on a background event loop, so repeated calls share one engine too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmnet.errors import DatasetError, LlmnetError
+from llmnet.execute.cache import SampleCache
+from llmnet.execute.engine import Engine, QueryRun, _plain
+from llmnet.execute.usage import Usage
+from llmnet.network.graph import Network
+from llmnet.network.templates import render
+from llmnet.tasks.datasets import _query_from_record
+from llmnet.tasks.query import Query
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one query gave: ``answer`` (extracted), ``branch`` (gate choices joined by '/', None
+    without a gate), ``branches`` (gate -> branch), ``usage`` summed over every call, ``trace``
+    per node, ``correct`` when the query carried its truth, ``latency_s`` of the whole query."""
+
+    query: Query
+    answer: str | None
+    text: str | None
+    correct: bool | None
+    branch: str | None
+    branches: dict[str, str]
+    usage: Usage
+    trace: dict[str, dict[str, Any]] = field(repr=False)
+    latency_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.query.id, "answer": self.answer, "correct": self.correct, "branch": self.branch,
+                "branches": self.branches, "usage": self.usage.to_dict(), "latency_s": round(self.latency_s, 6),
+                "trace": self.trace}
+
+
+def as_query(query_or_question: Query | str | Mapping[str, Any]) -> Query:
+    """A Query from a Query, a question string or a mapping of fields (``question`` required;
+    ``id`` defaults to a hash of the question so the same question is the same query)."""
+    if isinstance(query_or_question, Query):
+        return query_or_question
+    if isinstance(query_or_question, str):
+        record: dict[str, Any] = {"question": query_or_question}
+    elif isinstance(query_or_question, Mapping):
+        record = dict(query_or_question)
+    else:
+        raise DatasetError(f"a query is a question string, a mapping or a Query, not {type(query_or_question).__name__}")
+    if "id" not in record and isinstance(record.get("question"), str):
+        record["id"] = "q-" + hashlib.blake2b(record["question"].encode("utf-8", "surrogatepass"),
+                                              digest_size=6).hexdigest()
+    return _query_from_record(record, "query")
+
+
+class Session:
+    """One engine shared by many queries; use as ``async with network.session(...) as s``.
+
+    ``cache`` is a SQLite path (or a ``SampleCache``); ``max_cost`` a dollar budget over the
+    session; ``concurrency`` caps queries in flight (others wait); ``backends`` replaces model
+    backends by name (tests, custom backends); ``seed`` seeds vote tie-breaks as in ``run``.
+    """
+
+    def __init__(self, network: Network, *, cache: str | Path | SampleCache | None = None,
+                 max_cost: float | None = None, seed: int = 0, concurrency: int = 256,
+                 backends: Mapping[str, Any] | None = None):
+        self.network = network
+        self._own_cache = cache is not None and not isinstance(cache, SampleCache)
+        self.cache = SampleCache(Path(cache)) if self._own_cache else cache  # type: ignore[arg-type]
+        self.engine = Engine(network, self.cache, max_cost, seed, backends)
+        self._slots = asyncio.Semaphore(concurrency)
+        self.total = Usage()
+        self.queries = 0
+        self.closed = False
+
+    async def ainvoke(self, query_or_question: Query | str | Mapping[str, Any]) -> Invocation:
+        """Run the network on one query; raises the query's failure (a BackendError, ...)."""
+        if self.closed:
+            raise LlmnetError("this session is closed")
+        query = as_query(query_or_question)
+        task = self.network.spec.task
+        async with self._slots:
+            started = time.perf_counter()
+            ctx = QueryRun(self.engine, query, render(task.prompt, query.template_values()), task.answer)
+            try:
+                result = await self.engine.run_graph(self.network, ctx)
+            finally:
+                usage = ctx.total_usage()
+                self.total.add(usage)
+                self.queries += 1
+        branches = {node: entry["branch"] for node, entry in ctx.trace.items() if "branch" in entry}
+        return Invocation(query, result.answer, result.text, ctx.is_correct(result.answer),
+                          "/".join(branches.values()) or None, branches, usage,
+                          {k: _plain(v) for k, v in ctx.trace.items()}, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.engine.aclose()
+            if self._own_cache and self.cache is not None:
+                self.cache.close()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+class _LoopThread:
+    """A daemon thread running one event loop, for blocking ``invoke`` calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="llmnet-invoke", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_DEFAULT: "weakref.WeakKeyDictionary[Any, dict[int, Session]]" = weakref.WeakKeyDictionary()
+_BLOCKING: dict[int, tuple[_LoopThread, Session]] = {}
+_LOCK = threading.Lock()
+
+
+def _default_session(network: Network) -> Session:
+    loop = asyncio.get_running_loop()
+    sessions = _DEFAULT.setdefault(loop, {})  # type: ignore[arg-type]
+    session = sessions.get(id(network))  # by identity: equal networks hash alike
+    if session is None or session.closed:
+        session = sessions[id(network)] = Session(network)
+        weakref.finalize(network, sessions.pop, id(network), None)
+    return session
+
+
+async def ainvoke(network: Network, query_or_question: Query | str | Mapping[str, Any]) -> Invocation:
+    """``await network.ainvoke(q)``: one query through this network's session on the running loop."""
+    return await _default_session(network).ainvoke(query_or_question)
+
+
+def invoke(network: Network, query_or_question: Query | str | Mapping[str, Any]) -> Invocation:
+    """``network.invoke(q)``: blocking; calls share one engine on a background loop."""
+    with _LOCK:
+        held = _BLOCKING.get(id(network))
+        if held is None:
+            runner = _LoopThread()
+            session = runner.run(_make_session(network))
+            held = _BLOCKING[id(network)] = (runner, session)
+            weakref.finalize(network, _close_blocking, id(network))
+    runner, session = held
+    return runner.run(session.ainvoke(query_or_question))
+
+
+async def _make_session(network: Network) -> Session:
+    return Session(network)
+
+
+def _close_blocking(key: int) -> None:
+    held = _BLOCKING.pop(key, None)
+    if held is not None:
+        runner, session = held
+        try:
+            runner.run(session.aclose())
+        finally:
+            runner.loop.call_soon_threadsafe(runner.loop.stop)
+
+
+def session(network: Network, **options: Any) -> Session:
+    """``async with network.session(cache=..., max_cost=..., concurrency=...) as s``."""
+    return Session(network, **options)
+
+
+def install() -> None:
+    """Serve ``Network.ainvoke``, ``invoke`` and ``session`` (see ``llmnet.network.graph.RUNNER``)."""
+    from llmnet.network import graph
+
+    graph.RUNNER.update(ainvoke=ainvoke, invoke=invoke, session=session)
