@@ -1,0 +1,57 @@
+"""A DSPy module that runs an llmnet network (offline, simulated models)."""
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("dspy", reason="needs the [dspy] extra: pip install -e '.[dspy]'")
+
+from llmnet import loads_network  # noqa: E402
+from llmnet.integrations.dspy import NetworkModule  # noqa: E402
+
+NET = """
+name: gated
+models: {sim: {backend: simulated, model: s, skill: 0.8, price: {input: 1, output: 1}}}
+subgraphs:
+  cheap: {nodes: {one: {kind: generator, model: sim}}}
+  voted:
+    nodes:
+      gen: {kind: generator, model: sim, samples: 5}
+      vote: {kind: vote, inputs: [gen]}
+    output: vote
+nodes:
+  route:
+    kind: gate
+    router: {kind: rule, rules: [{field: question_length, op: gt, value: 6, branch: strong}], default: cheap}
+    branches: {cheap: cheap, strong: voted}
+"""
+
+
+def test_module_forward_gives_answer_branch_and_usage():
+    module = NetworkModule(loads_network(NET))
+    short = module(question="1 + 2", id="a", answer="3")
+    long = module(question="10 + 20", id="b", answer="30")
+    assert short.branch == "cheap"
+    assert long.branch == "strong" and long.usage["samples"] == 5 and long.usage["cost_usd"] > 0
+    assert short.answer is not None and short.correct in (True, False)
+
+
+def test_module_async_matches_sync_and_is_usable_inside_a_program():
+    net = loads_network(NET)
+
+    class Program(__import__("dspy").Module):
+        def __init__(self):
+            super().__init__()
+            self.net = NetworkModule(net)
+
+        def forward(self, question, id):
+            first = self.net(question=question, id=id, answer="30")
+            return first
+
+    sync = Program()(question="10 + 20", id="b")
+
+    async def main():
+        return await NetworkModule(net, cache=None).acall(question="10 + 20", id="b", answer="30")
+
+    asynced = asyncio.run(main())
+    assert asynced.answer == sync.answer and asynced.branch == sync.branch == "strong"
