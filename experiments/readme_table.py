@@ -81,6 +81,12 @@ def smart_local(d: dict) -> str:
         + f" (target {d['target_agreement']})"
 
 
+def bench_serve(d: dict) -> str:
+    return "; ".join(f"call latency {r['latency_s']}s: {r['served_rps_median']:.0f} vs {r['direct_rps_median']:.0f} req/s, "
+                     f"HTTP layer {r['http_overhead']:.0%}" for r in d["results"]) + \
+        f" ({d['results'][0]['clients']} clients; goal < 20%)"
+
+
 ROWS = [  # script, what it measures, output under experiments/out, headline
     ("bench_executor.py", "executor overhead, LangGraph, rate limits, cache, memory (simulated)", "bench_executor.json",
      bench_executor),
@@ -96,6 +102,8 @@ ROWS = [  # script, what it measures, output under experiments/out, headline
     ("smart_guarantee.py", "how often each SMART bound's guarantee fails (simulated)", "smart_guarantee.json",
      smart_guarantee),
     ("smart_local.py", "SMART on real local subgraphs", "smart_local.json", smart_local),
+    ("bench_serve.py", "llmnet serve vs ainvoke directly, requests/s at 64 clients (simulated network)",
+     "bench_serve.json", bench_serve),
     ("fake_openai_server.py", "the loopback OpenAI-compatible test server the benchmarks use", None, None),
 ]
 

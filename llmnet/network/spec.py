@@ -269,9 +269,9 @@ class GateNode(_NodeBase):
 
 
 BUILTIN_NODES: dict[str, type[BaseModel]] = {
-    "generator": GeneratorNode, "refine": RefineNode, "vote": VoteNode, "judge": JudgeNode, "filter": FilterNode,
-    "filter_vote": FilterVoteNode, "select": SelectNode, "rank": RankNode, "tournament": TournamentNode,
-    "gate": GateNode}
+    "generator": GeneratorNode, "vote": VoteNode, "judge": JudgeNode, "filter": FilterNode,
+    "filter_vote": FilterVoteNode, "select": SelectNode, "gate": GateNode, "refine": RefineNode, "rank": RankNode,
+    "tournament": TournamentNode}
 _CUSTOM_NODES: dict[str, type[BaseModel]] = {}
 
 NodeSpec = Annotated[Union[tuple(BUILTIN_NODES.values())], Field(discriminator="kind")]  # type: ignore[valid-type]

@@ -160,7 +160,7 @@ def test_unknown_key_suggests_the_right_one():
     assert problems("""
 nodes:
   gen: {kind: generator, model: m, sample: 3}
-""") == ["net.yaml:6: nodes.gen.sample: unknown key 'sample' (known: api, description, kind, max_tokens, model, "
+""") == ["net.yaml:6: nodes.gen.sample: unknown key 'sample' (known: api, description, inputs, kind, max_tokens, model, "
          "prompt, samples, seed, stop, temperature, top_p); did you mean 'samples'?"]
 
 
