@@ -7,13 +7,16 @@ from pathlib import Path
 from llmnet.network.graph import Network
 
 _SHAPES = {"generator": ("[", "]"), "vote": ("([", "])"), "filter_vote": ("([", "])"), "judge": ("[[", "]]"),
-           "filter": ("[[", "]]"), "select": ("([", "])"), "gate": ("{", "}")}
+           "filter": ("[[", "]]"), "select": ("([", "])"), "gate": ("{", "}"), "refine": ("[", "]"),
+           "rank": ("[[", "]]"), "tournament": ("([", "])")}
 
 
 def _label(name: str, node) -> str:
     detail = node.kind
     if node.kind == "generator":
         detail = f"generator x{node.samples} · {node.model}"
+    elif node.kind == "refine":
+        detail = f"refine x{node.rounds} rounds · {node.model}"
     elif hasattr(node, "model"):
         detail = f"{node.kind} · {node.model}"
     elif node.kind == "gate":
@@ -32,7 +35,7 @@ def mermaid(network: Network) -> str:
     def emit(net: Network, prefix: str, indent: str) -> None:
         for name in net.order:
             node = net.spec.nodes[name]
-            left, right = _SHAPES[node.kind]
+            left, right = _SHAPES.get(node.kind, ("[", "]"))  # registered kinds: a plain box
             lines.append(f"{indent}{_ident(prefix + name)}{left}{_label(name, node)}{right}")
         for a, b in net.graph.edges:
             lines.append(f"{indent}{_ident(prefix + a)} --> {_ident(prefix + b)}")
@@ -79,11 +82,12 @@ def draw_png(network: Network, path: str | Path) -> Path:
     pos = nx.multipartite_layout(g, subset_key="layer", align="horizontal", scale=2)
     pos = {n: (x, -y) for n, (x, y) in pos.items()}
     colours = {"generator": "#8ecae6", "vote": "#ffb703", "filter_vote": "#ffb703", "judge": "#bde0fe",
-               "filter": "#bde0fe", "select": "#ffd6a5", "gate": "#e76f51"}
+               "filter": "#bde0fe", "select": "#ffd6a5", "gate": "#e76f51", "refine": "#8ecae6", "rank": "#bde0fe",
+               "tournament": "#ffd6a5"}
     width = max(6.0, 1.6 * max(len(l) for l in nx.topological_generations(g)))
     fig, ax = plt.subplots(figsize=(width, 1.4 * (max(g.nodes[n]["layer"] for n in g) + 2)))
     nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowstyle="-|>", arrowsize=14, node_size=2200)
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=2200, node_color=[colours[kinds[n]] for n in g])
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=2200, node_color=[colours.get(kinds[n], "#dddddd") for n in g])
     nx.draw_networkx_labels(g, pos, ax=ax, font_size=7,
                             labels={n: n.replace("/", "/\n") + f"\n({kinds[n]})" for n in g})
     ax.set_title(f"{network.name}  (output: {network.output})")

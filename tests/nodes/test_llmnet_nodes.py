@@ -249,3 +249,14 @@ def test_shipped_graphs_run_on_the_bundled_model(name, node):
     for rec in rep.results:
         assert rec["answer"] is not None and rec["answer"].lstrip("-").isdigit()  # parseable, not necessarily right
         assert node in rec["trace"]
+
+
+@pytest.mark.parametrize("name", ["refine_chain", "fuse", "tournament"])
+def test_shipped_graphs_draw(name, tmp_path):
+    from llmnet.network.draw import draw_png, mermaid
+
+    net = load_network(GRAPHS / f"{name}.yaml")
+    text = mermaid(net)
+    assert all(node in text for node in net.nodes)
+    draw_png(net, tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 1000
