@@ -135,8 +135,8 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="llmnet-invoke", daemon=True)
         self.thread.start()
 
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def run(self, coro: Any, timeout: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
 _DEFAULT: "weakref.WeakKeyDictionary[Any, dict[int, Session]]" = weakref.WeakKeyDictionary()
@@ -181,7 +181,7 @@ def _close_blocking(key: int) -> None:
     if held is not None:
         runner, session = held
         try:
-            runner.run(session.aclose())
+            runner.run(session.aclose(), timeout=10)
         finally:
             runner.loop.call_soon_threadsafe(runner.loop.stop)
 

@@ -146,7 +146,7 @@ class NetworkServer:
             if model is not None and model != self.network.name:
                 raise ApiError(404, f"the model '{model}' does not exist; this server runs '{self.network.name}'",
                                param="model", code="model_not_found")
-            if body.get("n", 1) != 1:
+            if body.get("n") not in (None, 1):
                 raise ApiError(400, "n must be 1: a network gives one answer per query", param="n")
             fields = {k: v for k, v in body.items() if k not in OPENAI_FIELDS}
             fields["question"] = _question(body, chat)
@@ -203,4 +203,5 @@ def serve(network: Network, host: str = "127.0.0.1", port: int = 8000, api_key: 
     """Serve ``network`` until interrupted (blocking)."""
     import uvicorn
 
-    uvicorn.run(create_app(network, api_key, **session_options), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(network, api_key, **session_options), host=host, port=port, log_level=log_level,
+                access_log=False)
