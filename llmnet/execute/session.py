@@ -127,7 +127,7 @@ class Session:
         await self.aclose()
 
 
-class _LoopThread:
+class BackgroundLoop:
     """A daemon thread running one event loop, for blocking ``invoke`` calls."""
 
     def __init__(self) -> None:
@@ -140,7 +140,7 @@ class _LoopThread:
 
 
 _DEFAULT: "weakref.WeakKeyDictionary[Any, dict[int, Session]]" = weakref.WeakKeyDictionary()
-_BLOCKING: dict[int, tuple[_LoopThread, Session]] = {}
+_BLOCKING: dict[int, tuple[BackgroundLoop, Session]] = {}
 _LOCK = threading.Lock()
 
 
@@ -164,7 +164,7 @@ def invoke(network: Network, query_or_question: Query | str | Mapping[str, Any])
     with _LOCK:
         held = _BLOCKING.get(id(network))
         if held is None:
-            runner = _LoopThread()
+            runner = BackgroundLoop()
             session = runner.run(_make_session(network))
             held = _BLOCKING[id(network)] = (runner, session)
             weakref.finalize(network, _close_blocking, id(network))

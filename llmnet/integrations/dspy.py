@@ -18,7 +18,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must no
 
 import dspy  # noqa: E402
 
-from llmnet.execute.session import Invocation, Session  # noqa: E402
+from llmnet.execute.session import Invocation, Session, BackgroundLoop  # noqa: E402
 from llmnet.network.graph import Network  # noqa: E402
 
 
@@ -35,11 +35,20 @@ class NetworkModule(dspy.Module):
         self.network = network
         self._options = session_options
         self._session: Session | None = None
+        self._blocking: tuple[BackgroundLoop, Session] | None = None
 
     def forward(self, question: str, **fields: Any) -> dspy.Prediction:
-        if self._options:
-            raise TypeError("a NetworkModule with session options runs async only: await module.acall(...)")
-        return _prediction(self.network.invoke({"question": question, **fields}))
+        query = {"question": question, **fields}
+        if not self._options:
+            return _prediction(self.network.invoke(query))
+        if self._blocking is None:  # its own session (cache, budget, ...) on a background loop
+            runner = BackgroundLoop()
+            self._blocking = (runner, runner.run(self._open()))
+        runner, session = self._blocking
+        return _prediction(runner.run(session.ainvoke(query)))
+
+    async def _open(self) -> Session:
+        return Session(self.network, **self._options)
 
     async def aforward(self, question: str, **fields: Any) -> dspy.Prediction:
         if self._session is None or self._session.closed:

@@ -55,3 +55,11 @@ def test_module_async_matches_sync_and_is_usable_inside_a_program():
 
     asynced = asyncio.run(main())
     assert asynced.answer == sync.answer and asynced.branch == sync.branch == "strong"
+
+
+def test_module_with_its_own_session_options_runs_blocking_too(tmp_path):
+    module = NetworkModule(loads_network(NET), cache=tmp_path / "c.sqlite")
+    first = module(question="10 + 20", id="b", answer="30")
+    again = module(question="10 + 20", id="b", answer="30")
+    assert first.answer == again.answer and first.usage["calls"] == 1
+    assert again.usage["calls"] == 0 and again.usage["cache_hits"] == 5  # the session's cache served it
