@@ -82,3 +82,23 @@ def test_a_rule_router_edge_reads_state_fields():
     assert edge({"question": "x", "lane": "fast"}) == "a" and edge({"question": "x"}) == "b"
     with pytest.raises(KeyError):
         edge({"lane": "fast"})
+
+
+def test_a_smart_plan_routes_a_langgraph_graph(tmp_path):
+    import json
+
+    (tmp_path / "plan.json").write_text(json.dumps({"format": "llmnet-smart-plan", "version": 1,
+                                                    "shares": {"small": 0.5, "gpt4": 0.5},
+                                                    "assignment": {"pinned": "gpt4"}}))
+    spec = {"kind": "smart", "path": "plan.json", "branches": {"small": "single", "gpt4": "mixed"}}
+    g = StateGraph(State)
+    for name, k in (("single", 1), ("mixed", 5)):
+        g.add_node(name, network_node(tier(name, k)))
+        g.add_edge(name, END)
+    g.add_conditional_edges(START, router_edge(spec, ["single", "mixed"], base=tmp_path),
+                            {"single": "single", "mixed": "mixed"})
+    graph = g.compile()
+    assert graph.invoke({"question": "1 + 1", "id": "pinned", "answer": "2"})["llmnet"]["network"] == "mixed"
+    ran = [graph.invoke({"question": f"{i} + 1", "id": f"q{i}", "answer": str(i + 1)})["llmnet"]["network"]
+           for i in range(40)]
+    assert 10 <= ran.count("single") <= 30  # the plan's 50/50 shares, drawn by a hash of the id
