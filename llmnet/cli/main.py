@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from llmnet.cli import run, scale, smart
+from llmnet.cli.batch import batch_app
 from llmnet.cli.common import SetOption, _OneLineErrors, _state, err, fail, out, parse_sets, user_errors
 from llmnet.cli.complexity import complexity_app
 from llmnet.errors import SpecError
@@ -93,6 +94,7 @@ app.command(name="run")(run.run)
 app.command(name="scale")(scale.scale)
 app.command(name="smart")(smart.smart)
 app.add_typer(complexity_app, name="complexity")
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:
