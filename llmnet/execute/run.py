@@ -120,6 +120,7 @@ class Totals:
             "cost_usd": round(t.cost_usd, 10),
             "cached_tokens": t.cached_tokens,
             "cached_cost_usd": round(t.cached_cost_usd, 10),
+            "server_cached_tokens": t.server_cached_tokens,
             "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
             "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
             "branches": self.branches,
