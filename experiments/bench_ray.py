@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     network = loads_network(NETWORK.format(latency=args.latency, concurrency=args.concurrency, k=args.k))
     queries = [Query(f"q{i}", f"{i} + {i % 97}", str(i + i % 97)) for i in range(args.queries)]
     samples = args.queries * args.k
+    # a shared machine: Ray's memory monitor would kill our workers for other processes' memory
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(num_cpus=args.ray_cpus, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
     try:
         local_walls, rows = [], {w: {"walls": [], "startup": []} for w in args.workers}

@@ -15,8 +15,8 @@ llmnet only decides what travels:
   node is on the driver's disk before the query goes on, and a killed worker (or driver)
   loses nothing it paid for.
 - **Budgets are split and reported.** Each model's ``concurrency``, ``rpm`` and ``tpm`` and
-  the run's ``max_cost`` are divided evenly over the workers (concurrency rounded up to at
-  least 1); the summary's ``ray`` entry lists the shares, so the cluster as a whole stays
+  the run's ``max_cost`` are divided evenly over the workers (the concurrency parts sum to
+  the model's, with at least 1 per worker); the summary's ``ray`` entry lists the shares, so the cluster as a whole stays
   within the model's limits.
 - **A worker that dies is replaced.** A query whose worker died (node lost, process
   killed) is sent again, to the replacement; the samples it had paid are in the cache,
@@ -30,7 +30,6 @@ Results equal a local run's for the same seeds in every field but timings
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -75,10 +74,16 @@ def options_of(value: Any) -> RayOptions:
     raise LlmnetError(f"ray= takes an address, 'local', True or RayOptions, not {value!r}")
 
 
-def split_limits(spec: Any, workers: int) -> Any:
-    """A model spec whose limits are this worker's share of the model's."""
+def concurrency_share(concurrency: int, workers: int, index: int) -> int:
+    """Worker ``index``'s part of a model's ``concurrency``: the parts sum to it (at least 1 each)."""
+    base, extra = divmod(concurrency, workers)
+    return max(1, base + (1 if index < extra else 0))
+
+
+def split_limits(spec: Any, workers: int, index: int) -> Any:
+    """A model spec whose limits are worker ``index``'s share of the model's."""
     limits = spec.limits
-    share = {"concurrency": max(1, math.ceil(limits.concurrency / workers))}
+    share = {"concurrency": concurrency_share(limits.concurrency, workers, index)}
     if limits.rpm:
         share["rpm"] = limits.rpm / workers
     if limits.tpm:
@@ -134,12 +139,13 @@ class _RemoteCache:
 class _ShardWorker:
     """A Ray actor running the ordinary executor on the queries it is sent."""
 
-    def __init__(self, network: Network, cache_server: Any, max_cost: float | None, seed: int, workers: int):
+    def __init__(self, network: Network, cache_server: Any, max_cost: float | None, seed: int, workers: int,
+                 index: int):
         from llmnet.backends import make_backend
         from llmnet.execute.engine import Engine
 
         used = network.models_used()
-        backends = {name: make_backend(name, split_limits(spec, workers))
+        backends = {name: make_backend(name, split_limits(spec, workers, index))
                     for name, spec in network.spec.models.items() if name in used}
         cache = _RemoteCache(cache_server) if cache_server is not None else None
         self.engine = Engine(network, cache, None if max_cost is None else max_cost / workers, seed, backends)
@@ -185,17 +191,20 @@ class RayEngine:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.cache_server = None
         if cache_path is not None:
-            server = ray.remote(num_cpus=0, scheduling_strategy=here)(_CacheServer)
+            # restarted and its calls retried if Ray kills it (e.g. its memory monitor): every
+            # write is committed before it returns and INSERT OR IGNORE makes a retry harmless
+            server = ray.remote(num_cpus=0, scheduling_strategy=here, max_restarts=-1,
+                                max_task_retries=-1)(_CacheServer)
             self.cache_server = server.remote(str(os.path.abspath(cache_path)))
         self._worker_cls = ray.remote(num_cpus=self.cpus, max_restarts=0)(_ShardWorker)
-        self.slots = [self._spawn() for _ in range(self.workers)]
+        self.slots = [self._spawn(i) for i in range(self.workers)]
         self.restarts = 0
         self.nodes: set[str] = set()
         self.models: dict[str, _Peak] = {m: _Peak() for m in network.models_used() if m in network.spec.models}
         self.address = options.address or "local"
 
-    def _spawn(self) -> Any:
-        return self._worker_cls.remote(self.network, self.cache_server, self.max_cost, self.seed, self.workers)
+    def _spawn(self, index: int) -> Any:
+        return self._worker_cls.remote(self.network, self.cache_server, self.max_cost, self.seed, self.workers, index)
 
     def _slot(self, query: Query) -> int:
         from llmnet.backends.vllm import rendezvous_order
@@ -211,7 +220,7 @@ class RayEngine:
                 record = await actor.run_query.remote(query)
             except self.ray.exceptions.RayActorError as exc:
                 if self.slots[slot] is actor:  # the first query to see the death replaces the worker
-                    self.slots[slot] = self._spawn()
+                    self.slots[slot] = self._spawn(slot)
                     self.restarts += 1
                 if attempt == MAX_RESENDS:
                     return _failed(query, f"WorkerDied: Ray worker died {MAX_RESENDS + 1} times running this "
@@ -224,8 +233,10 @@ class RayEngine:
 
     @property
     def summary_extra(self) -> dict[str, Any]:
-        shares = {m: split_limits(self.network.spec.models[m], self.workers).limits.model_dump(
-            include={"concurrency", "rpm", "tpm"}) for m in self.models}
+        shares = {}
+        for m in self.models:
+            limits = [split_limits(self.network.spec.models[m], self.workers, i).limits for i in range(self.workers)]
+            shares[m] = {"concurrency": [x.concurrency for x in limits], "rpm": limits[0].rpm, "tpm": limits[0].tpm}
         return {"ray": {"address": self.address, "workers": self.workers, "worker_restarts": self.restarts,
                         "nodes": len(self.nodes),
                         "per_worker_limits": shares,

@@ -38,20 +38,28 @@ nodes:
 """
 QUERIES = [Query(f"q{i}", f"{i} + {i + 1}", str(2 * i + 1)) for i in range(40)]
 TIMINGS = ("latency_s",)
+MONITOR = "RAY_memory_monitor_refresh_ms"
 
 
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
 
+    # the test machine is shared: Ray's memory monitor must not kill our workers for others' memory
+    before = os.environ.get(MONITOR)
+    os.environ[MONITOR] = "0"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
     try:
+        cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+        if before is None:
+            os.environ.pop(MONITOR, None)
+        else:
+            os.environ[MONITOR] = before
 
 
 def network(latency: float = 0.02):
@@ -65,6 +73,15 @@ def without_timings(value):
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value
+
+
+def test_budget_shares_sum_to_the_models():
+    from llmnet.execute.cluster import concurrency_share
+
+    for total in (1, 7, 8, 64):
+        for workers in (1, 2, 3, 5):
+            parts = [concurrency_share(total, workers, i) for i in range(workers)]
+            assert sum(parts) == max(total, workers) and max(parts) - min(parts) <= 1
 
 
 def lines(path) -> list[dict]:
@@ -91,7 +108,7 @@ def test_two_nodes_give_the_local_results_and_resume_like_a_local_run(cluster, t
     for field in ("queries", "accuracy", "correct", "samples", "prompt_tokens", "completion_tokens", "errors"):
         assert summary[field] == local.summary[field], field
     # budgets are split over the workers, and said so
-    assert summary["ray"]["per_worker_limits"]["sim"] == {"concurrency": 4, "rpm": 30000.0, "tpm": None}
+    assert summary["ray"]["per_worker_limits"]["sim"] == {"concurrency": [4, 4], "rpm": 30000.0, "tpm": None}
     assert summary["max_in_flight"]["sim"] <= 8
 
 
