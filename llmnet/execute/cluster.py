@@ -137,25 +137,35 @@ class _RemoteCache:
 
 
 class _ShardWorker:
-    """A Ray actor running the ordinary executor on the queries it is sent."""
+    """A Ray actor running the ordinary executor on the queries it is sent.
 
-    def __init__(self, network: Network, cache_server: Any, max_cost: float | None, seed: int, workers: int,
+    It holds one Engine per network it was given (a run has one; ComplexityNet labelling one
+    per tier and trial), all sharing one set of backends, limits and cost budget.
+    """
+
+    def __init__(self, networks: list[Network], cache_server: Any, max_cost: float | None, seed: int, workers: int,
                  index: int):
         from llmnet.backends import make_backend
         from llmnet.execute.engine import Engine
+        from llmnet.execute.limits import CostBudget, Limited
 
-        used = network.models_used()
-        backends = {name: make_backend(name, split_limits(spec, workers, index))
-                    for name, spec in network.spec.models.items() if name in used}
+        used = set().union(*(net.models_used() for net in networks))
+        specs = {name: spec for net in networks for name, spec in net.spec.models.items() if name in used}
+        backends = {name: make_backend(name, split_limits(spec, workers, index)) for name, spec in specs.items()}
         cache = _RemoteCache(cache_server) if cache_server is not None else None
-        self.engine = Engine(network, cache, None if max_cost is None else max_cost / workers, seed, backends)
+        budget = CostBudget(None if max_cost is None else max_cost / workers)
+        limited = {name: Limited(backend, budget) for name, backend in backends.items()}
+        self.engines = [Engine(net, cache, None, seed, backends) for net in networks]
+        for engine in self.engines:  # one set of limits and one budget for all of them
+            engine.models, engine.budget = limited, budget
+        self.engine = self.engines[0]
 
     def pid(self) -> int:
         return os.getpid()
 
-    async def run_query(self, query: Query) -> dict[str, Any]:
+    async def run_query(self, query: Query, which: int = 0) -> dict[str, Any]:
         try:
-            return await self.engine.run_query(query)
+            return await self.engines[which].run_query(query)
         except BudgetExceeded as exc:
             return {"__budget__": str(exc)}
 
@@ -176,11 +186,14 @@ class _Peak:
 class RayEngine:
     """Stands in for ``Engine`` in ``arun``: ``run_query`` runs the query on a Ray worker."""
 
-    def __init__(self, network: Network, options: RayOptions, cache_path: Any, max_cost: float | None, seed: int):
+    def __init__(self, network: Network, options: RayOptions, cache_path: Any, max_cost: float | None, seed: int,
+                 networks: list[Network] | None = None):
+        """``networks``: several networks to run queries of (``run_query(q, which)``); default ``[network]``."""
         ray = import_ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.ray, self.network, self.seed, self.max_cost = ray, network, seed, max_cost
+        self.networks = list(networks or [network])
         self.started = not ray.is_initialized()
         if self.started:
             address = None if options.address in (None, "", "local") else options.address
@@ -200,11 +213,12 @@ class RayEngine:
         self.slots = [self._spawn(i) for i in range(self.workers)]
         self.restarts = 0
         self.nodes: set[str] = set()
-        self.models: dict[str, _Peak] = {m: _Peak() for m in network.models_used() if m in network.spec.models}
+        self.models: dict[str, _Peak] = {m: _Peak() for net in self.networks for m in net.models_used()
+                                         if m in net.spec.models}
         self.address = options.address or "local"
 
     def _spawn(self, index: int) -> Any:
-        return self._worker_cls.remote(self.network, self.cache_server, self.max_cost, self.seed, self.workers, index)
+        return self._worker_cls.remote(self.networks, self.cache_server, self.max_cost, self.seed, self.workers, index)
 
     def _slot(self, query: Query) -> int:
         from llmnet.backends.vllm import rendezvous_order
@@ -212,12 +226,12 @@ class RayEngine:
         prompt = render(self.network.spec.task.prompt, query.template_values())
         return rendezvous_order(prompt, [str(i) for i in range(self.workers)])[0]
 
-    async def run_query(self, query: Query) -> dict[str, Any]:
+    async def run_query(self, query: Query, which: int = 0) -> dict[str, Any]:
         slot = self._slot(query)
         for attempt in range(MAX_RESENDS + 1):
             actor = self.slots[slot]
             try:
-                record = await actor.run_query.remote(query)
+                record = await actor.run_query.remote(query, which)
             except self.ray.exceptions.RayActorError as exc:
                 if self.slots[slot] is actor:  # the first query to see the death replaces the worker
                     self.slots[slot] = self._spawn(slot)
@@ -235,12 +249,17 @@ class RayEngine:
     def summary_extra(self) -> dict[str, Any]:
         shares = {}
         for m in self.models:
-            limits = [split_limits(self.network.spec.models[m], self.workers, i).limits for i in range(self.workers)]
+            spec = next(net.spec.models[m] for net in self.networks if m in net.spec.models)
+            limits = [split_limits(spec, self.workers, i).limits for i in range(self.workers)]
             shares[m] = {"concurrency": [x.concurrency for x in limits], "rpm": limits[0].rpm, "tpm": limits[0].tpm}
         return {"ray": {"address": self.address, "workers": self.workers, "worker_restarts": self.restarts,
                         "nodes": len(self.nodes),
                         "per_worker_limits": shares,
                         "per_worker_max_cost": None if self.max_cost is None else self.max_cost / self.workers}}
+
+    def view(self, which: int) -> "_View":
+        """An engine-like handle whose ``run_query(q)`` runs network ``which``."""
+        return _View(self, which)
 
     async def aclose(self) -> None:
         ray = self.ray
@@ -257,6 +276,15 @@ class RayEngine:
             ray.kill(self.cache_server)
         if self.started:
             ray.shutdown()
+
+
+@dataclass(frozen=True)
+class _View:
+    engine: RayEngine
+    which: int
+
+    async def run_query(self, query: Query) -> dict[str, Any]:
+        return await self.engine.run_query(query, self.which)
 
 
 def _failed(query: Query, error: str) -> dict[str, Any]:

@@ -156,6 +156,21 @@ def test_a_worker_killed_mid_run(cluster, tmp_path):
     assert rows == 3 * len(QUERIES)
 
 
+def test_complexity_labels_on_ray_equal_local_labels(cluster, tmp_path):
+    from llmnet.complexity.label import label_tasks
+    from llmnet.complexity.tiers import load_tiers
+    from llmnet.tasks.datasets import load_dataset
+    from tests.complexity import write_tiers
+
+    tiers = load_tiers(write_tiers(tmp_path))
+    queries = load_dataset("arithmetic:n=12,digits=1-4", seed=3)
+    local = label_tasks(tiers, queries, trials=3, threshold=2, unsolved="top", cache_path=tmp_path / "l.sqlite")
+    remote = label_tasks(tiers, queries, trials=3, threshold=2, unsolved="top", cache_path=tmp_path / "r.sqlite",
+                         ray=RayOptions(workers=2))
+    assert remote.records == local.records
+    assert {r["label"] for r in local.records} != {None}
+
+
 def test_ray_without_the_extra_says_how_to_install(tmp_path):
     """``--ray`` where ray cannot be imported: one line naming the extra, exit 2."""
     net = tmp_path / "net.yaml"
