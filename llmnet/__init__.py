@@ -15,7 +15,7 @@ from importlib.metadata import version as _version
 
 from llmnet import complexity, scaling, smart  # noqa: F401  (the wings register their router kinds)
 from llmnet.errors import LlmnetError, SpecError
-from llmnet.execute import RunConfig, RunReport, SampleCache, arun, run_network
+from llmnet.execute import RayOptions, RunConfig, RunReport, SampleCache, arun, run_network
 from llmnet.network import Network, NetworkBuilder, compile_network, load_network, loads_network
 from llmnet.routing import Router, RuleRouter, build_router, register_router
 from llmnet.tasks import Query, load_dataset
@@ -25,6 +25,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["LlmnetError", "Network", "NetworkBuilder", "Query", "Router", "RuleRouter", "RunConfig", "RunReport",
-           "SampleCache", "SpecError", "__version__", "arun", "build_router", "compile_network", "load_dataset",
+__all__ = ["LlmnetError", "Network", "NetworkBuilder", "Query", "RayOptions", "Router", "RuleRouter", "RunConfig",
+           "RunReport", "SampleCache", "SpecError", "__version__", "arun", "build_router", "compile_network", "load_dataset",
            "load_network", "loads_network", "register_router", "run_network"]

@@ -112,6 +112,15 @@ def test_two_nodes_give_the_local_results_and_resume_like_a_local_run(cluster, t
     assert summary["max_in_flight"]["sim"] <= 8
 
 
+def test_max_cost_holds_for_the_whole_cluster(cluster, tmp_path):
+    report = run_network(network(), QUERIES, RunConfig(out_dir=tmp_path, cache_path=tmp_path / "c.sqlite",
+                                                       progress=False, max_cost=0.001, ray=RayOptions(workers=2)))
+    s = report.summary
+    assert s["stopped"] and "--max-cost" in s["stopped"] and not s["complete"]
+    assert 0 < s["cost_usd"] <= 0.001 and s["queries"] < len(QUERIES)
+    assert s["ray"]["per_worker_max_cost"] == 0.0005
+
+
 def _kill_a_worker_after(results, finished: int, killed: list[int]) -> None:
     """SIGKILL one of this test's Ray shard workers once ``finished`` results are written."""
     deadline = time.time() + 120
