@@ -56,6 +56,8 @@ class Sample:
 
     def meta(self) -> dict[str, object]:
         """The server's remarks that are set (empty for most backends)."""
+        if not (self.reasoning or self.cached_tokens or self.fingerprint or self.served_model):
+            return {}  # the common case, on the cache's write path
         return {k: v for k, v in (("reasoning", self.reasoning), ("cached_tokens", self.cached_tokens),
                                   ("fingerprint", self.fingerprint), ("served_model", self.served_model)) if v}
 

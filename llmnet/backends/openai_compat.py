@@ -28,7 +28,12 @@ What a response is worth:
   without ``api_key_env`` a placeholder is sent, so a key in ``OPENAI_API_KEY`` never
   leaks to a local server. The key is kept only inside the SDK client: never in
   ``identity``, ``repr`` or an error message (server messages are scrubbed of it).
-- ``max_tokens`` is sent as ``max_tokens``, the field every compatible server knows.
+- ``max_tokens`` is sent as ``max_tokens``, the field every compatible server knows (the
+  ``vllm`` backend sends ``max_completion_tokens`` on chat).
+- **What the server says about a sample** is kept on it: a reasoning model's thinking
+  (``message.reasoning``, or ``reasoning_content``) beside the answer (a reply cut off while
+  thinking is an empty text with its reasoning, not a lost sample), ``system_fingerprint``,
+  the served ``model`` name and the prefix-cache hits of ``usage.prompt_tokens_details``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ llmnet only decides what travels:
   is recorded on it, like any other failure.
 
 Results equal a local run's for the same seeds in every field but timings
-(``latency_s``); ``max_in_flight`` in the summary is the sum of the workers' peaks.
+(``latency_s``); a query sent again after its worker died counts the samples the dead
+worker had paid as cache hits. ``max_in_flight`` in the summary is the sum of the
+workers' peaks.
 """
 
 from __future__ import annotations
