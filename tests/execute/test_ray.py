@@ -180,6 +180,14 @@ def test_complexity_labels_on_ray_equal_local_labels(cluster, tmp_path):
     assert {r["label"] for r in local.records} != {None}
 
 
+def test_scaling_pools_drawn_on_ray_equal_local_pools(cluster, tmp_path):
+    from llmnet.scaling.experiment import draw_pools
+
+    local, _ = draw_pools(network(0), QUERIES[:12], 6, tmp_path / "l.sqlite")
+    remote, summary = draw_pools(network(0), QUERIES[:12], 6, tmp_path / "r.sqlite", ray=RayOptions(workers=2))
+    assert remote == local and summary["ray"]["workers"] == 2
+
+
 def test_ray_without_the_extra_says_how_to_install(tmp_path):
     """``--ray`` where ray cannot be imported: one line naming the extra, exit 2."""
     net = tmp_path / "net.yaml"
