@@ -50,6 +50,9 @@ def run(file: Path = typer.Argument(..., help="network file"),
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
     out.print(f"{s['queries']} queries  accuracy {acc}  calls {s['calls']}  cache hits {s['cache_hits']}  "
               f"tokens {s['prompt_tokens']}+{s['completion_tokens']}  cost ${s['cost_usd']:.6f}  errors {s['errors']}")
+    if s.get("ray"):
+        r = s["ray"]
+        out.print(f"ray: {r['workers']} workers on {r['nodes']} node(s), {r['worker_restarts']} restarted")
     if s["stopped"]:
         err.print(f"stopped: {s['stopped']}")
     out.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'summary.json'}")

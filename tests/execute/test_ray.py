@@ -165,6 +165,42 @@ def test_a_worker_killed_mid_run(cluster, tmp_path):
     assert rows == 3 * len(QUERIES)
 
 
+def test_a_driver_killed_mid_run_resumes_like_a_local_run(cluster, tmp_path):
+    """``kill -9`` of ``llmnet run --ray ADDRESS`` mid-run, then the same command: the local run's results."""
+    net = tmp_path / "net.yaml"
+    net.write_text(NETWORK.format(latency=0.05))
+    local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
+
+    def command(out, *extra):
+        return [sys.executable, "-m", "llmnet", "run", str(net), "--data", "arithmetic:n=60,digits=2-3", "--out",
+                str(out), "--cache", str(out / "c.sqlite"), "--concurrency", "4", "--no-progress", *extra]
+
+    done = subprocess.run(command(local_dir), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    proc = subprocess.Popen(command(ray_dir, "--ray", cluster.address), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    results = ray_dir / "results.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_bytes().splitlines()) >= 10:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 10 <= len(results.read_bytes().splitlines()) < 60, "the kill must land mid-run"
+    again = subprocess.run(command(ray_dir, "--ray", cluster.address), cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((ray_dir / "summary.json").read_text())["complete"]
+    keep = ("id", "answer", "correct", "error", "truth", "samples")
+    assert [{k: r[k] for k in keep} for r in lines(results)] == \
+        [{k: r[k] for k in keep} for r in lines(local_dir / "results.jsonl")]
+    assert [r["trace"]["gen"]["answers"] for r in lines(results)] == \
+        [r["trace"]["gen"]["answers"] for r in lines(local_dir / "results.jsonl")]
+    paid = sqlite3.connect(ray_dir / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert paid == sqlite3.connect(local_dir / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+
 def test_complexity_labels_on_ray_equal_local_labels(cluster, tmp_path):
     from llmnet.complexity.label import label_tasks
     from llmnet.complexity.tiers import load_tiers
