@@ -197,9 +197,15 @@ class RayEngine:
         self.ray, self.network, self.seed, self.max_cost = ray, network, seed, max_cost
         self.networks = list(networks or [network])
         self.started = not ray.is_initialized()
+        if options.workers is not None and options.workers < 1:
+            raise LlmnetError(f"Ray workers must be at least 1, not {options.workers}")
         if self.started:
             address = None if options.address in (None, "", "local") else options.address
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise LlmnetError(f"cannot start or join Ray at {address or 'a new local instance'}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         cpus = ray.cluster_resources().get("CPU", 1)
         self.workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
         self.cpus = options.cpus_per_worker
