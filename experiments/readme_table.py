@@ -40,6 +40,15 @@ def bench_requests(d: dict) -> str:
                      f"client overhead {r['client_overhead_ratio']:.2f}x" for r in d["results"])
 
 
+def bench_ray(d: dict) -> str:
+    rows = "; ".join(f"{r['workers']} worker(s) x{r['throughput_ratio']:.2f} of local ({r['overhead_ms_per_sample']:+.2f} "
+                     f"ms/sample; once started x{r['steady_samples_per_s'] / d['local']['samples_per_s']:.2f}, "
+                     f"{r['steady_overhead_ms_per_sample']:+.2f} ms/sample; start {r['startup_s']:.1f} s)"
+                     for r in d["ray"])
+    return f"{d['samples']:,} samples at {d['latency_s'] * 1e3:.0f} ms a call, local {d['local']['samples_per_s']:,.0f}/s; " \
+        + rows
+
+
 def bench_scaling(d: dict) -> str:
     return (f"exact estimator {d['speedup']:.0f}x faster than Monte Carlo (CPU); max abs(exact - enumeration) "
             f"{d['max_abs_error']['exact_vs_enumeration']:.0e}")
@@ -92,6 +101,8 @@ ROWS = [  # script, what it measures, output under experiments/out, headline
      bench_executor),
     ("bench_requests.py", "vLLM n=K path vs per-sample path, client overhead (loopback fake server)",
      "bench_requests.json", bench_requests),
+    ("bench_ray.py", "Ray-sharded runs vs the local executor at 1, 2, 4 workers (simulated, 50 ms calls)",
+     "bench_ray.json", bench_ray),
     ("bench_scaling.py", "exact vote estimator vs the authors' Monte Carlo (synthetic pools)", "bench_scaling.json",
      bench_scaling),
     ("scaling_theory.py", "bi-level theory, K*, fits (simulated pools)", "scaling_theory.json", None),

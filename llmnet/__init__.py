@@ -15,7 +15,7 @@ from importlib.metadata import version as _version
 
 from llmnet import complexity, scaling, smart  # noqa: F401  (the wings register their router kinds)
 from llmnet.errors import LlmnetError, SpecError
-from llmnet.execute import Invocation, RunConfig, RunReport, SampleCache, Session, arun, run_network
+from llmnet.execute import Invocation, RayOptions, RunConfig, RunReport, SampleCache, Session, arun, run_network
 from llmnet.network import Network, NetworkBuilder, compile_network, load_network, loads_network
 from llmnet.network.spec import CustomCallNode, CustomNode
 from llmnet.nodes import register_node
@@ -29,6 +29,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = ["Answer", "AsyncRouter", "Candidate", "CustomCallNode", "CustomNode", "Invocation", "LlmnetError",
-           "Network", "NetworkBuilder", "Query", "Router", "RuleRouter", "RunConfig", "RunReport", "SampleCache",
-           "Session", "SpecError", "__version__", "arun", "build_router", "compile_network", "load_dataset",
-           "load_network", "loads_network", "register_node", "register_router", "run_network"]
+           "Network", "NetworkBuilder", "Query", "RayOptions", "Router", "RuleRouter", "RunConfig",
+           "RunReport", "SampleCache", "Session", "SpecError", "__version__", "arun", "build_router",
+           "compile_network", "load_dataset", "load_network", "loads_network", "register_node",
+           "register_router", "run_network"]

@@ -40,9 +40,26 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One sampled completion. The fields after the token counts are what a server said about it,
+    when it said anything: ``reasoning`` (a reasoning model's thinking, kept beside the answer
+    ``text``), ``cached_tokens`` (prompt tokens its prefix cache served, from
+    ``usage.prompt_tokens_details.cached_tokens``), ``fingerprint`` (``system_fingerprint``) and
+    ``served_model`` (the model name the server answered as)."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int
+    reasoning: str | None = None
+    cached_tokens: int = 0
+    fingerprint: str | None = None
+    served_model: str | None = None
+
+    def meta(self) -> dict[str, object]:
+        """The server's remarks that are set (empty for most backends)."""
+        if not (self.reasoning or self.cached_tokens or self.fingerprint or self.served_model):
+            return {}  # the common case, on the cache's write path
+        return {k: v for k, v in (("reasoning", self.reasoning), ("cached_tokens", self.cached_tokens),
+                                  ("fingerprint", self.fingerprint), ("served_model", self.served_model)) if v}
 
 
 @dataclass(frozen=True)

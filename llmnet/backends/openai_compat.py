@@ -28,7 +28,12 @@ What a response is worth:
   without ``api_key_env`` a placeholder is sent, so a key in ``OPENAI_API_KEY`` never
   leaks to a local server. The key is kept only inside the SDK client: never in
   ``identity``, ``repr`` or an error message (server messages are scrubbed of it).
-- ``max_tokens`` is sent as ``max_tokens``, the field every compatible server knows.
+- ``max_tokens`` is sent as ``max_tokens``, the field every compatible server knows (the
+  ``vllm`` backend sends ``max_completion_tokens`` on chat).
+- **What the server says about a sample** is kept on it: a reasoning model's thinking
+  (``message.reasoning``, or ``reasoning_content``) beside the answer (a reply cut off while
+  thinking is an empty text with its reasoning, not a lost sample), ``system_fingerprint``,
+  the served ``model`` name and the prefix-cache hits of ``usage.prompt_tokens_details``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -151,23 +156,83 @@ def translate_errors(where: str, secret: str | None = None) -> Iterator[None]:
                                  f"{_scrub(str(exc), secret)})") from exc
 
 
+def _field(obj: Any, name: str) -> Any:
+    """``obj.name`` of an SDK object (extra fields included) or ``obj[name]`` of a JSON dict."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
 def _choice_index(choice: Any) -> int:
-    index = getattr(choice, "index", None)
+    index = _field(choice, "index")
     return index if isinstance(index, int) else 0
 
 
-def _choice_text(choice: Any, api: str) -> str:
-    """A choice's text; a chat message without content (a refusal, a tool call) is empty."""
+def _choice_text(choice: Any, api: str) -> tuple[str, str | None]:
+    """A choice's text and reasoning; a chat message without content (a refusal, a tool call, a
+    reasoning model cut off while thinking) has empty text, its reasoning kept beside it."""
     if api == "chat":
-        message = getattr(choice, "message", None)
+        message = _field(choice, "message")
         if message is None:
             raise MalformedResponse("a chat choice has no message")
-        content = getattr(message, "content", None)
-        return content if isinstance(content, str) else ""
-    text = getattr(choice, "text", None)
+        content = _field(message, "content")
+        reasoning = _field(message, "reasoning") or _field(message, "reasoning_content")  # vLLM new / old name
+        return (content if isinstance(content, str) else ""), (reasoning if isinstance(reasoning, str) else None)
+    text = _field(choice, "text")
     if not isinstance(text, str):
         raise MalformedResponse("a completion choice has no text")
-    return text
+    return text, None
+
+
+def unwrap_choice(text: str) -> str:
+    """The label of a constrained reply ``{"answer": label}``; the text itself when it is not one."""
+    try:
+        answer = json.loads(text).get("answer")
+    except (ValueError, AttributeError):
+        return text
+    return answer if isinstance(answer, str) else text
+
+
+def read_samples(response: Any, api: str, n: int, prompt_estimate: int,
+                 unwrap: Callable[[str], str] = lambda t: t) -> tuple[Sample, ...]:
+    """The samples of a completion response (an SDK object, or its JSON as a batch output line holds it).
+
+    Sample j is the choice with index j. Usage: see the module doc; the prefix-cache hits
+    (``usage.prompt_tokens_details.cached_tokens``, vLLM and OpenAI) go on the first sample like the
+    prompt tokens; ``system_fingerprint`` and the served ``model`` go on every sample.
+    """
+    choices = _field(response, "choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponse(f"expected a completion with choices, got {type(response).__name__}")
+    ordered = sorted(choices, key=_choice_index)[:max(1, n)]
+    read = [_choice_text(c, api) for c in ordered]
+    texts = [unwrap(t) for t, _ in read]
+    usage = _field(response, "usage")
+    prompt = _field(usage, "prompt_tokens") if usage is not None else None
+    completion = _field(usage, "completion_tokens") if usage is not None else None
+    details = _field(usage, "prompt_tokens_details") if usage is not None else None
+    cached = _field(details, "cached_tokens") if details is not None else None
+    if not isinstance(prompt, int):
+        prompt = prompt_estimate
+    if not isinstance(completion, int):
+        completion = sum(estimate_tokens(t) for t in texts)
+    cached = cached if isinstance(cached, int) and cached > 0 else 0
+    fingerprint = _field(response, "system_fingerprint")
+    served = _field(response, "model")
+    fingerprint = fingerprint if isinstance(fingerprint, str) else None
+    served = served if isinstance(served, str) else None
+    shares = split_evenly(completion, len(texts))
+    return tuple(Sample(text, prompt if j == 0 else 0, shares[j], reasoning, cached if j == 0 else 0,
+                        fingerprint, served) for j, (text, (_, reasoning)) in enumerate(zip(texts, read)))
+
+
+def samples_from_body(body: dict[str, Any], unwrap_json: bool = False) -> tuple[Sample, ...]:
+    """The samples of a completion's JSON body (one line of a Batch API output file)."""
+    if not isinstance(body, dict):
+        raise MalformedResponse("the response body is not a JSON object")
+    choices = body.get("choices")
+    api = "chat" if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
+        and "message" in choices[0] else "completion"
+    return read_samples(body, api, len(choices) if isinstance(choices, list) else 1, 0,
+                        unwrap_choice if unwrap_json else (lambda t: t))
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -250,30 +315,20 @@ class OpenAIBackend(Backend):
         """The chosen label out of a constrained reply (``{"answer": ...}``); raw text otherwise."""
         if request.choices is None or not self.choice_constraint(request):
             return text
-        try:
-            answer = json.loads(text).get("answer")
-        except (ValueError, AttributeError):
-            return text
-        return answer if isinstance(answer, str) else text
+        return unwrap_choice(text)
+
+    def batch_body(self, request: Request) -> dict[str, Any]:
+        """The JSON body of ``request`` as one Batch API line carries it (``extra_body`` merged in)."""
+        params = self.request_params(request)
+        extra = params.pop("extra_body", None) or {}
+        return {**params, **extra}
 
     # ------------------------------------------------------------------ the response
 
     def _completion(self, response: Any, request: Request) -> Completion:
-        choices = getattr(response, "choices", None)
-        if not isinstance(choices, list) or not choices:
-            raise MalformedResponse(f"expected a completion with choices, got {type(response).__name__}")
-        ordered = sorted(choices, key=_choice_index)  # sample j is the choice with index j
-        texts = [_choice_text(c, request.api) for c in ordered[:max(1, request.n)]]
-        texts = [self.choice_text(t, request) for t in texts]
-        usage = getattr(response, "usage", None)
-        prompt = getattr(usage, "prompt_tokens", None)
-        completion = getattr(usage, "completion_tokens", None)
-        if not isinstance(prompt, int):
-            prompt = estimate_tokens(request.prompt + (request.system or ""))
-        if not isinstance(completion, int):
-            completion = sum(estimate_tokens(t) for t in texts)
-        shares = split_evenly(completion, len(texts))
-        return Completion(tuple(Sample(text, prompt if j == 0 else 0, shares[j]) for j, text in enumerate(texts)))
+        return Completion(read_samples(response, request.api, request.n,
+                                       estimate_tokens(request.prompt + (request.system or "")),
+                                       lambda t: self.choice_text(t, request)))
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -51,6 +51,8 @@ class _OneLineErrors(TyperGroup):
 _state = {"debug": False}
 DEFAULT_CACHE = Path(".llmnet-cache/samples.sqlite")
 SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
+RayOption = typer.Option(None, "--ray", metavar="ADDRESS", help="shard queries over Ray workers: 'local' starts "
+                         "Ray here, 'auto' or HOST:PORT joins a cluster (pip install 'llmnet-compound[ray]')")
 
 
 def fail(problems: list[str], code: int = 2) -> None:

@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, err, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, RayOption, err, out, parse_sets, user_errors
 
 complexity_app = typer.Typer(no_args_is_help=True, help="ComplexityNet: label tasks by running tiers, train a "
                                                         "router on the labels, evaluate it on held-out tasks.")
@@ -47,8 +47,8 @@ def label(tiers_file: Path = typer.Argument(..., metavar="TIERS", help="tiers fi
           no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
           concurrency: int = typer.Option(8, "--concurrency", min=1, help="tasks in flight at once"),
           seed: int = typer.Option(0, "--seed", help="seed of generated datasets"),
-          set_: Optional[list[str]] = typer.Option(None, "--set", help="override a parameter of the tiers file")
-          ) -> None:
+          set_: Optional[list[str]] = typer.Option(None, "--set", help="override a parameter of the tiers file"),
+          ray: Optional[str] = RayOption) -> None:
     """Run every tier --trials times per task and label each task with the cheapest tier that suffices.
 
     Example: llmnet complexity label graphs/tiers_local.yaml --data arithmetic:n=100 --out labels.jsonl
@@ -65,7 +65,7 @@ def label(tiers_file: Path = typer.Argument(..., metavar="TIERS", help="tiers fi
             err.print(f"\rlabelled {done}/{total}", end="")
 
     labels = label_tasks(tiers, queries, trials, rule, threshold, unsolved, None if no_cache else cache,
-                         concurrency, progress=progress)
+                         concurrency, progress=progress, ray=ray)
     if sys.stderr.isatty():
         err.print()
     labels.write_jsonl(out_path)

@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from llmnet.cli import run, scale, serve, smart, sweep
+from llmnet.cli.batch import batch_app
 from llmnet.cli.common import SetOption, _OneLineErrors, _state, err, fail, out, parse_sets, user_errors
 from llmnet.cli.complexity import complexity_app
 from llmnet.errors import SpecError
@@ -95,6 +96,7 @@ app.command(name="smart")(smart.smart)
 app.command(name="serve")(serve.serve)
 app.command(name="sweep")(sweep.sweep)
 app.add_typer(complexity_app, name="complexity")
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, SetOption, err, fail, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, err, fail, out, parse_sets, user_errors
 
 
 @user_errors
@@ -23,7 +23,8 @@ def run(file: Path = typer.Argument(..., help="network file"),
         concurrency: int = typer.Option(64, "--concurrency", min=1, max=100_000, help="queries in flight at once"),
         skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed dataset lines (counted)"),
         seed: int = typer.Option(0, "--seed", help="seeds vote tie-breaks and generated datasets"),
-        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
+        no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+        ray: Optional[str] = RayOption) -> None:
     """Run a network over a dataset. Example: llmnet run graphs/vote.yaml --data arithmetic --limit 20 --out runs/vote"""
     from llmnet.execute import RunConfig, run_network
     from llmnet.network.graph import load_network
@@ -38,7 +39,7 @@ def run(file: Path = typer.Argument(..., help="network file"),
     if bad:
         err.print(f"skipped {bad} bad dataset line(s)")
     config = RunConfig(out_dir=out_dir, cache_path=None if no_cache else cache, concurrency=concurrency,
-                       max_cost=max_cost, progress=not no_progress and sys.stderr.isatty(), seed=seed)
+                       max_cost=max_cost, progress=not no_progress and sys.stderr.isatty(), seed=seed, ray=ray)
     try:
         report = run_network(net, queries, config)
     except KeyboardInterrupt:
@@ -49,6 +50,9 @@ def run(file: Path = typer.Argument(..., help="network file"),
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
     out.print(f"{s['queries']} queries  accuracy {acc}  calls {s['calls']}  cache hits {s['cache_hits']}  "
               f"tokens {s['prompt_tokens']}+{s['completion_tokens']}  cost ${s['cost_usd']:.6f}  errors {s['errors']}")
+    if s.get("ray"):
+        r = s["ray"]
+        out.print(f"ray: {r['workers']} workers on {r['nodes']} node(s), {r['worker_restarts']} restarted")
     if s["stopped"]:
         err.print(f"stopped: {s['stopped']}")
     out.print(f"wrote {out_dir / 'results.jsonl'} and {out_dir / 'summary.json'}")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, SetOption, fail, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, fail, out, parse_sets, user_errors
 
 
 @user_errors
@@ -22,7 +22,8 @@ def scale(file: Path = typer.Argument(..., help="a Vote (generator + vote) or Fi
           limit: Optional[int] = typer.Option(None, "--limit", min=1),
           set_: Optional[list[str]] = SetOption,
           cache: Path = typer.Option(DEFAULT_CACHE, "--cache"),
-          no_cache: bool = typer.Option(False, "--no-cache")) -> None:
+          no_cache: bool = typer.Option(False, "--no-cache"),
+          ray: Optional[str] = RayOption) -> None:
     """Accuracy against the number of calls K, per difficulty bucket, with fitted laws and K*.
 
     Example: llmnet scale graphs/vote.yaml --data arithmetic:n=60,digits=1-2 --k 1,3,5,...,49 --pool 50 --fit-max-k 5 --out runs/scale
@@ -37,7 +38,7 @@ def scale(file: Path = typer.Argument(..., help="a Vote (generator + vote) or Fi
     net = load_network(file, parse_sets(set_))
     queries = load_dataset(data, limit)
     result = run_scaling(net, queries, k_list, pool, out_dir, None if no_cache else cache, fit_max_k, buckets,
-                         progress=sys.stderr.isatty())
+                         progress=sys.stderr.isatty(), ray=ray)
     out.print(f"{result['queries']} queries x {pool} samples ({result['method']}); calls {result['calls']}, "
               f"cache hits {result['cache_hits']}")
     out.print(f"wrote {out_dir / 'scaling.json'} and {out_dir / 'scaling.png'}")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from llmnet.complexity.tiers import Tiers
-from llmnet.errors import ArtefactError, DatasetError, Problem, SpecError
+from llmnet.errors import ArtefactError, DatasetError, LlmnetError, Problem, SpecError
 from llmnet.execute import SampleCache
 from llmnet.execute.engine import Engine
 from llmnet.tasks.query import Query
@@ -114,12 +114,14 @@ class LabelSet:
 def label_tasks(tiers: Tiers, queries: Sequence[Query], trials: int = 5, rule: str = "threshold",
                 threshold: int = 4, unsolved: str = "drop", cache_path: str | Path | None = None,
                 concurrency: int = 8, backends: dict[str, Any] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> LabelSet:
+                progress: Callable[[int, int], None] | None = None, ray: Any = None) -> LabelSet:
     """Run every tier ``trials`` times on every query and label each (see the module docstring).
 
     Each query runs all its tier trials one after another (so a local model keeps the
     prompt's prefix in its KV cache); ``concurrency`` queries run at once. All runs share
-    one set of backends and limits and the sample cache at ``cache_path``.
+    one set of backends and limits and the sample cache at ``cache_path``. ``ray``: run the
+    queries on Ray workers instead (an address, "local" or ``RayOptions``; see
+    ``llmnet.execute.cluster``), with the same labels.
     """
     problems = [Problem(option, "", message) for option, bad, message in [
         ("--trials", trials < 1, "must be at least 1"),
@@ -132,7 +134,7 @@ def label_tasks(tiers: Tiers, queries: Sequence[Query], trials: int = 5, rule: s
     ] if bad]
     if problems:
         raise SpecError(problems)
-    runs = asyncio.run(_run_trials(tiers, list(queries), trials, cache_path, concurrency, backends, progress))
+    runs = asyncio.run(_run_trials(tiers, list(queries), trials, cache_path, concurrency, backends, progress, ray))
     rule_name = "paper" if rule == "paper" else f"threshold:{threshold}"
     records = []
     for q in queries:
@@ -154,20 +156,25 @@ def label_tasks(tiers: Tiers, queries: Sequence[Query], trials: int = 5, rule: s
 
 async def _run_trials(tiers: Tiers, queries: list[Query], trials: int, cache_path: str | Path | None,
                       concurrency: int, backends: dict[str, Any] | None,
-                      progress: Callable[[int, int], None] | None) -> dict[str, list[list[dict[str, Any]]]]:
+                      progress: Callable[[int, int], None] | None,
+                      ray: Any = None) -> dict[str, list[list[dict[str, Any]]]]:
     ids = [q.id for q in queries]
     if len(set(ids)) != len(ids):
         raise DatasetError("task ids must be unique")
-    cache = SampleCache(cache_path) if cache_path else None
-    shared = Engine(tiers.network, cache, backends=backends)
-    engines = []
-    for j in range(len(tiers.tiers)):
-        row = []
-        for t in range(trials):
-            engine = Engine(tiers.network_for(j, t), cache, backends={k: v.backend for k, v in shared.models.items()})
-            engine.models = shared.models  # one set of backends and limits for every tier-trial run
-            row.append(engine)
-        engines.append(row)
+    cache = SampleCache(cache_path) if cache_path and ray is None else None  # on Ray the driver's actor has it
+    if ray is not None:
+        shared, engines = _ray_engines(tiers, trials, cache_path, backends, ray)
+    else:
+        shared = Engine(tiers.network, cache, backends=backends)
+        engines = []
+        for j in range(len(tiers.tiers)):
+            row = []
+            for t in range(trials):
+                engine = Engine(tiers.network_for(j, t), cache,
+                                backends={k: v.backend for k, v in shared.models.items()})
+                engine.models = shared.models  # one set of backends and limits for every tier-trial run
+                row.append(engine)
+            engines.append(row)
     out: dict[str, list[list[dict[str, Any]]]] = {}
     it = iter(queries)
 
@@ -184,6 +191,18 @@ async def _run_trials(tiers: Tiers, queries: list[Query], trials: int, cache_pat
         if cache is not None:
             cache.close()
     return out
+
+
+def _ray_engines(tiers: Tiers, trials: int, cache_path: str | Path | None, backends: dict[str, Any] | None,
+                 ray: Any) -> tuple[Any, list[list[Any]]]:
+    """One Ray engine over every tier-trial network, and a handle per (tier, trial) to run queries on."""
+    from llmnet.execute.cluster import RayEngine, options_of
+
+    if backends:
+        raise LlmnetError("backends= cannot be shipped to Ray workers: give the models in the tiers file")
+    nets = [tiers.network_for(j, t) for j in range(len(tiers.tiers)) for t in range(trials)]
+    shared = RayEngine(tiers.network, options_of(ray), cache_path, None, 0, networks=nets)
+    return shared, [[shared.view(j * trials + t) for t in range(trials)] for j in range(len(tiers.tiers))]
 
 
 REQUIRED = {"id": str, "question": str, "trials": int, "counts": dict, "cost": dict, "unsolved": bool}

@@ -26,7 +26,15 @@ CREATE TABLE IF NOT EXISTS samples (
     completion_tokens INTEGER NOT NULL,
     PRIMARY KEY (key, seed)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sample_meta (
+    key TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    PRIMARY KEY (key, seed)
+) WITHOUT ROWID;
 """
+# sample_meta: what a server said about a sample beside its text (reasoning, system_fingerprint,
+# served model, prefix-cache hits), as JSON; only samples that carry some have a row.
 
 
 def request_key(identity: str, request: Request) -> str:
@@ -54,6 +62,7 @@ class SampleCache:
         except (sqlite3.Error, OSError) as exc:
             raise CacheError(f"cannot use '{path}' as the sample cache: {exc} (is it a SQLite file?)") from None
         self._lock = threading.Lock()
+        self._has_meta = self._db.execute("SELECT EXISTS (SELECT 1 FROM sample_meta)").fetchone()[0] == 1
 
     def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:
         if not seeds:
@@ -62,13 +71,23 @@ class SampleCache:
             rows = self._db.execute(
                 f"SELECT seed, text, prompt_tokens, completion_tokens FROM samples WHERE key = ? AND seed IN "
                 f"({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
-        return {seed: Sample(text, p, c) for seed, text, p, c in rows}
+            meta = self._meta(key, seeds) if self._has_meta else {}
+        return {seed: Sample(text, p, c, **meta.get(seed, {})) for seed, text, p, c in rows}
+
+    def _meta(self, key: str, seeds: list[int]) -> dict[int, dict]:
+        rows = self._db.execute(f"SELECT seed, meta FROM sample_meta WHERE key = ? AND seed IN "
+                                f"({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
+        return {seed: json.loads(meta) for seed, meta in rows}
 
     def put_many(self, key: str, items: list[tuple[int, Sample]]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?)",
                                  [(key, seed, s.text, s.prompt_tokens, s.completion_tokens) for seed, s in items])
+            meta = [(key, seed, json.dumps(m)) for seed, s in items if (m := s.meta())]
+            if meta:
+                self._db.executemany("INSERT OR IGNORE INTO sample_meta VALUES (?, ?, ?)", meta)
+                self._has_meta = True
             self._db.execute("COMMIT")
 
     def __len__(self) -> int:

@@ -71,6 +71,9 @@ class QueryRun:
         if entry is None:
             entry = self.trace[self.prefix + name] = {"model": spec.model, "usage": Usage()}
         samples = await self.engine.samples(spec.model, request, entry["usage"])  # failures are counted too
+        remarks = [s.meta() for s in samples]  # reasoning, system_fingerprint, served model: when a server says
+        if any(remarks):
+            entry.setdefault("server", []).extend(remarks)
         return [s.text for s in samples]
 
     def total_usage(self) -> Usage:
@@ -228,6 +231,7 @@ class Engine:
             usage.prompt_tokens += p
             usage.completion_tokens += c
             usage.cost_usd += price(limited.spec, p, c)
+            usage.server_cached_tokens += sum(s.cached_tokens for s in fresh)
             new = {seed + j: s for j, s in enumerate(fresh)}
             if self.cache is not None and new:
                 self.cache.put_many(key, list(new.items()))

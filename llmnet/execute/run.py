@@ -67,6 +67,7 @@ class RunConfig:
     seed: int = 0                        # seeds vote tie-breaks
     keep_results: bool = True            # keep result records in memory (off for huge runs)
     backends: dict[str, Any] | None = None  # Backend instances by model name, replacing the spec's
+    ray: Any = None                      # shard queries over Ray: an address, "local" or RayOptions (execute.cluster)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class Totals:
             "cost_usd": round(t.cost_usd, 10),
             "cached_tokens": t.cached_tokens,
             "cached_cost_usd": round(t.cached_cost_usd, 10),
+            "server_cached_tokens": t.server_cached_tokens,
             "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
             "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
             "branches": self.branches,
@@ -162,7 +164,8 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
 
         raise DatasetError("query ids must be unique")
     cache = SampleCache(config.cache_path) if config.cache_path else None
-    engine = Engine(network, cache, config.max_cost, config.seed, config.backends)
+    engine = Engine(network, cache, config.max_cost, config.seed, config.backends) if config.ray is None \
+        else _ray_engine(network, config)
     totals, report = Totals(), RunReport({})
     out = None
     done: dict[str, str] = {}
@@ -220,7 +223,8 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
         if out:
             out.close()
         extra = {"complete": stopped is None and totals.queries >= len(queries),
-                 "stopped": stopped, "max_in_flight": {m: l.max_in_flight for m, l in engine.models.items()}}
+                 "stopped": stopped, "max_in_flight": {m: l.max_in_flight for m, l in engine.models.items()},
+                 **getattr(engine, "summary_extra", {})}
         report.summary = totals.summary(network, **extra)
         if config.out_dir:
             if stopped is None:
@@ -234,6 +238,14 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
     order = {qid: i for i, qid in enumerate(ids)}
     report.results.sort(key=lambda r: order.get(r["id"], 0))
     return report
+
+
+def _ray_engine(network: Network, config: RunConfig) -> Any:
+    from llmnet.execute.cluster import RayEngine, options_of
+
+    if config.backends:
+        raise LlmnetError("backends= cannot be shipped to Ray workers: give the models in the network spec")
+    return RayEngine(network, options_of(config.ray), config.cache_path, config.max_cost, config.seed)
 
 
 def run_network(network: Network, queries: list[Query], config: RunConfig | None = None) -> RunReport:

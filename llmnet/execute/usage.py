@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 FIELDS = ("calls", "attempts", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd",
-          "latency_s", "errors", "cached_tokens", "cached_cost_usd")
+          "latency_s", "errors", "cached_tokens", "cached_cost_usd", "server_cached_tokens")
 
 
 class Usage:
@@ -18,17 +18,21 @@ class Usage:
     (fresh + cached); cache_hits: samples not paid for; tokens and dollars: paid only;
     latency_s: summed wall time of calls; errors: calls that failed for good;
     cached_tokens / cached_cost_usd: what the cached samples cost when they were paid for
-    (so paid + cached is the run's cost without a cache, e.g. for SMART's accounting)."""
+    (so paid + cached is the run's cost without a cache, e.g. for SMART's accounting);
+    server_cached_tokens: paid prompt tokens the server's prefix cache served, as the server
+    reported them (``usage.prompt_tokens_details.cached_tokens``; 0 when it does not say)."""
 
     __slots__ = FIELDS
 
     def __init__(self, calls: int = 0, attempts: int = 0, samples: int = 0, cache_hits: int = 0,
                  prompt_tokens: int = 0, completion_tokens: int = 0, cost_usd: float = 0.0, latency_s: float = 0.0,
-                 errors: int = 0, cached_tokens: int = 0, cached_cost_usd: float = 0.0) -> None:
+                 errors: int = 0, cached_tokens: int = 0, cached_cost_usd: float = 0.0,
+                 server_cached_tokens: int = 0) -> None:
         self.calls, self.attempts, self.samples, self.cache_hits = calls, attempts, samples, cache_hits
         self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
         self.cost_usd, self.latency_s, self.errors = cost_usd, latency_s, errors
         self.cached_tokens, self.cached_cost_usd = cached_tokens, cached_cost_usd
+        self.server_cached_tokens = server_cached_tokens
 
     def add(self, other: "Usage") -> None:
         self.calls += other.calls
@@ -42,6 +46,7 @@ class Usage:
         self.errors += other.errors
         self.cached_tokens += other.cached_tokens
         self.cached_cost_usd += other.cached_cost_usd
+        self.server_cached_tokens += other.server_cached_tokens
 
     def add_dict(self, d: dict[str, Any]) -> None:
         self.add(Usage(**d))

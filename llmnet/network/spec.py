@@ -86,13 +86,38 @@ class OpenAIModel(_ModelBase):
     structured_choices: bool = Field(False, description="constrain choice answers with a JSON-schema enum")
 
 
+VLLM_OWN_FIELDS = frozenset({"model", "prompt", "messages", "n", "seed", "temperature", "top_p", "max_tokens",
+                             "max_completion_tokens", "stop", "structured_outputs", "stream"})
+"""Request fields llmnet sets itself: ``extra_body`` may not override them (they are in the cache key already)."""
+
+
 class VllmModel(_ModelBase):
-    """``vllm serve`` replicas: one request with n=K, prefix-affine replica choice."""
+    """``vllm serve`` replicas: one request with n=K, prefix-affine replica choice.
+
+    Sampling fields left unset fall back to the model's ``generation_config.json`` on the
+    server, so the ones that matter are set here, sent on every request and part of the
+    cache key (the backend's identity).
+    """
 
     backend: Literal["vllm"]
     base_url: str | list[str] = Field(description="one URL or several replica URLs")
     api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     health_interval_s: float = Field(10.0, gt=0)
+    replica_concurrency: int | None = Field(None, ge=1, le=10_000,
+                                            description="requests in flight per replica (limits.concurrency: per model)")
+    top_k: int | None = Field(None, ge=-1, description="vLLM top_k (-1: off)")
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0)
+    chat_template_kwargs: dict[str, Any] | None = Field(None, description="chat API only, e.g. {enable_thinking: false}")
+    extra_body: dict[str, Any] | None = Field(None, description="any other request fields vLLM takes")
+
+    @field_validator("extra_body")
+    @classmethod
+    def _not_ours(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        clash = sorted(set(v or ()) & VLLM_OWN_FIELDS)
+        if clash:
+            raise ValueError(f"extra_body may not set {', '.join(clash)}: llmnet sets it (use the node's fields)")
+        return v
 
 
 ModelSpec = Annotated[Union[LocalModel, SimulatedModel, OpenAIModel, VllmModel], Field(discriminator="backend")]

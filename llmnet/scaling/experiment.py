@@ -52,10 +52,11 @@ def _as_judge(node):
 
 
 def draw_pools(network: Network, queries: list[Query], m: int, cache_path: Path | None,
-               progress: bool = False, concurrency: int = 64) -> tuple[list[Pool], dict]:
+               progress: bool = False, concurrency: int = 64, ray: Any = None) -> tuple[list[Pool], dict]:
     """M samples per query (answers, and verdicts when the network has a judge); and the run summary."""
     net, gen, judge = pool_network(network, m)
-    report = run_network(net, queries, RunConfig(cache_path=cache_path, progress=progress, concurrency=concurrency))
+    report = run_network(net, queries, RunConfig(cache_path=cache_path, progress=progress, concurrency=concurrency,
+                                                 ray=ray))
     pools = []
     truth = {q.id: q.answer for q in queries}
     for rec in report.results:
@@ -95,14 +96,16 @@ def parse_ks(text: str) -> list[int]:
 
 def run_scaling(network: Network, queries: list[Query], ks: list[int], m: int, out_dir: Path,
                 cache_path: Path | None = None, fit_max_k: int | None = None, buckets: str = "easy_hard",
-                progress: bool = False) -> dict[str, Any]:
-    """Pools of M samples, exact accuracy at every K, fits; writes scaling.json and scaling.png."""
+                progress: bool = False, ray: Any = None) -> dict[str, Any]:
+    """Pools of M samples, exact accuracy at every K, fits; writes scaling.json and scaling.png.
+
+    ``ray``: draw the pools on Ray workers (see ``llmnet.execute.cluster``)."""
     from llmnet.scaling.laws import scaling_report
     from llmnet.scaling.plots import plot_scaling
 
     _, _, judge = pool_network(network, m)
     method = "filter_vote" if judge else "vote"
-    pools, summary = draw_pools(network, queries, m, cache_path, progress)
+    pools, summary = draw_pools(network, queries, m, cache_path, progress, ray=ray)
     if len(pools) < 2:
         raise SpecError(f"only {len(pools)} queries ran without errors; scaling needs at least 2")
     report = scaling_report(pools, ks, method=method, buckets=buckets, fit_max_k=fit_max_k, pool_size=m)

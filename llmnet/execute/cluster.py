@@ -1,0 +1,309 @@
+"""Sharding a run's queries over Ray workers (``RunConfig(ray=...)``, ``llmnet run --ray``).
+
+Ray is an existing engine for exactly this (scheduling, placement, failure detection), so
+llmnet only decides what travels:
+
+- **Workers run the ordinary executor.** Each worker is a Ray actor holding an
+  ``Engine`` over the same network; the driver sends it whole queries and gets back the
+  result record the local executor would have written. A query's prompt picks its worker
+  (rendezvous hashing, as for vLLM replicas), so queries that share a prompt share a
+  worker and, as in a local run, one of them pays and the others hit the cache.
+- **The driver owns the cache and ``results.jsonl``.** ``llmnet.execute.run.arun`` runs
+  unchanged on the driver: it writes, resumes and orders results exactly as locally. The
+  per-sample cache is opened by one actor pinned to the driver's node; workers read and
+  write every sample through it, synchronously, before using it, so a sample paid on any
+  node is on the driver's disk before the query goes on, and a killed worker (or driver)
+  loses nothing it paid for.
+- **Budgets are split and reported.** Each model's ``concurrency``, ``rpm`` and ``tpm`` and
+  the run's ``max_cost`` are divided evenly over the workers (the concurrency parts sum to
+  the model's, with at least 1 per worker); the summary's ``ray`` entry lists the shares, so the cluster as a whole stays
+  within the model's limits.
+- **A worker that dies is replaced.** A query whose worker died (node lost, process
+  killed) is sent again, to the replacement; the samples it had paid are in the cache,
+  so nothing is paid twice. After ``MAX_RESENDS`` deaths in a row for one query its error
+  is recorded on it, like any other failure.
+
+Results equal a local run's for the same seeds in every field but timings
+(``latency_s``); a query sent again after its worker died counts the samples the dead
+worker had paid as cache hits. ``max_in_flight`` in the summary is the sum of the
+workers' peaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from llmnet.backends.base import Sample
+from llmnet.errors import BudgetExceeded, LlmnetError
+from llmnet.execute.usage import Usage
+from llmnet.network.graph import Network
+from llmnet.network.templates import render
+from llmnet.tasks.query import Query
+
+MAX_RESENDS = 3
+INSTALL_HINT = "Ray is not installed: pip install 'llmnet-compound[ray]' (or pip install ray)"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide: ``address`` of a running cluster (None or "local": start one here),
+    ``workers`` (default: the cluster's CPUs / ``cpus_per_worker``)."""
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise LlmnetError(INSTALL_HINT) from None
+    return ray
+
+
+def options_of(value: Any) -> RayOptions:
+    """``RunConfig.ray`` as options: a RayOptions, an address string, or True for a local Ray."""
+    if isinstance(value, RayOptions):
+        return value
+    if value is True or value in ("", "local"):
+        return RayOptions()
+    if isinstance(value, str):
+        return RayOptions(address=value)
+    raise LlmnetError(f"ray= takes an address, 'local', True or RayOptions, not {value!r}")
+
+
+def concurrency_share(concurrency: int, workers: int, index: int) -> int:
+    """Worker ``index``'s part of a model's ``concurrency``: the parts sum to it (at least 1 each)."""
+    base, extra = divmod(concurrency, workers)
+    return max(1, base + (1 if index < extra else 0))
+
+
+def split_limits(spec: Any, workers: int, index: int) -> Any:
+    """A model spec whose limits are worker ``index``'s share of the model's."""
+    limits = spec.limits
+    share = {"concurrency": concurrency_share(limits.concurrency, workers, index)}
+    if limits.rpm:
+        share["rpm"] = limits.rpm / workers
+    if limits.tpm:
+        share["tpm"] = limits.tpm / workers
+    return spec.model_copy(update={"limits": limits.model_copy(update=share)})
+
+
+# ----------------------------------------------------------------------------- actors (defined lazily: ray is optional)
+
+
+class _CacheServer:
+    """The per-sample cache on the driver's node; every worker's samples go through it."""
+
+    def __init__(self, path: str):
+        from llmnet.execute.cache import SampleCache
+
+        self.cache = SampleCache(path)
+
+    def get_many(self, key: str, seeds: list[int]) -> dict[int, tuple]:
+        return {seed: _flat(s) for seed, s in self.cache.get_many(key, seeds).items()}
+
+    def put_many(self, key: str, items: list[tuple[int, tuple]]) -> None:
+        self.cache.put_many(key, [(seed, Sample(*flat)) for seed, flat in items])
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _flat(s: Sample) -> tuple:
+    return (s.text, s.prompt_tokens, s.completion_tokens, s.reasoning, s.cached_tokens, s.fingerprint,
+            s.served_model)
+
+
+class _RemoteCache:
+    """What a worker's Engine sees as its cache: blocking calls to the cache actor (one writer)."""
+
+    def __init__(self, server: Any):
+        import ray
+
+        self._ray, self._server = ray, server
+
+    def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:
+        flat = self._ray.get(self._server.get_many.remote(key, seeds))
+        return {seed: Sample(*f) for seed, f in flat.items()}
+
+    def put_many(self, key: str, items: list[tuple[int, Sample]]) -> None:
+        self._ray.get(self._server.put_many.remote(key, [(seed, _flat(s)) for seed, s in items]))
+
+    def close(self) -> None:
+        pass
+
+
+class _ShardWorker:
+    """A Ray actor running the ordinary executor on the queries it is sent.
+
+    It holds one Engine per network it was given (a run has one; ComplexityNet labelling one
+    per tier and trial), all sharing one set of backends, limits and cost budget.
+    """
+
+    def __init__(self, networks: list[Network], cache_server: Any, max_cost: float | None, seed: int, workers: int,
+                 index: int):
+        from llmnet.backends import make_backend
+        from llmnet.execute.engine import Engine
+        from llmnet.execute.limits import CostBudget, Limited
+
+        used = set().union(*(net.models_used() for net in networks))
+        specs = {name: spec for net in networks for name, spec in net.spec.models.items() if name in used}
+        backends = {name: make_backend(name, split_limits(spec, workers, index)) for name, spec in specs.items()}
+        cache = _RemoteCache(cache_server) if cache_server is not None else None
+        budget = CostBudget(None if max_cost is None else max_cost / workers)
+        limited = {name: Limited(backend, budget) for name, backend in backends.items()}
+        self.engines = [Engine(net, cache, None, seed, backends) for net in networks]
+        for engine in self.engines:  # one set of limits and one budget for all of them
+            engine.models, engine.budget = limited, budget
+        self.engine = self.engines[0]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def run_query(self, query: Query, which: int = 0) -> dict[str, Any]:
+        try:
+            return await self.engines[which].run_query(query)
+        except BudgetExceeded as exc:
+            return {"__budget__": str(exc)}
+
+    async def close(self) -> tuple[dict[str, int], str]:
+        """Close the engine; its peak requests in flight per model and the node it ran on."""
+        import ray
+
+        peaks = {m: limited.max_in_flight for m, limited in self.engine.models.items()}
+        await self.engine.aclose()
+        return peaks, ray.get_runtime_context().get_node_id()
+
+
+@dataclass
+class _Peak:
+    max_in_flight: int = 0
+
+
+class RayEngine:
+    """Stands in for ``Engine`` in ``arun``: ``run_query`` runs the query on a Ray worker."""
+
+    def __init__(self, network: Network, options: RayOptions, cache_path: Any, max_cost: float | None, seed: int,
+                 networks: list[Network] | None = None):
+        """``networks``: several networks to run queries of (``run_query(q, which)``); default ``[network]``."""
+        ray = import_ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.ray, self.network, self.seed, self.max_cost = ray, network, seed, max_cost
+        self.networks = list(networks or [network])
+        self.started = not ray.is_initialized()
+        if options.workers is not None and options.workers < 1:
+            raise LlmnetError(f"Ray workers must be at least 1, not {options.workers}")
+        if self.started:
+            address = None if options.address in (None, "", "local") else options.address
+            try:
+                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise LlmnetError(f"cannot start or join Ray at {address or 'a new local instance'}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        cpus = ray.cluster_resources().get("CPU", 1)
+        self.workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
+        self.cpus = options.cpus_per_worker
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.cache_server = None
+        if cache_path is not None:
+            # restarted and its calls retried if Ray kills it (e.g. its memory monitor): every
+            # write is committed before it returns and INSERT OR IGNORE makes a retry harmless
+            server = ray.remote(num_cpus=0, scheduling_strategy=here, max_restarts=-1,
+                                max_task_retries=-1)(_CacheServer)
+            self.cache_server = server.remote(str(os.path.abspath(cache_path)))
+        self._worker_cls = ray.remote(num_cpus=self.cpus, max_restarts=0)(_ShardWorker)
+        self.slots = [self._spawn(i) for i in range(self.workers)]
+        self.restarts = 0
+        self.nodes: set[str] = set()
+        self.models: dict[str, _Peak] = {m: _Peak() for net in self.networks for m in net.models_used()
+                                         if m in net.spec.models}
+        self.address = options.address or "local"
+
+    def _spawn(self, index: int) -> Any:
+        return self._worker_cls.remote(self.networks, self.cache_server, self.max_cost, self.seed, self.workers, index)
+
+    def _slot(self, query: Query) -> int:
+        from llmnet.backends.vllm import rendezvous_order
+
+        prompt = render(self.network.spec.task.prompt, query.template_values())
+        return rendezvous_order(prompt, [str(i) for i in range(self.workers)])[0]
+
+    async def run_query(self, query: Query, which: int = 0) -> dict[str, Any]:
+        slot = self._slot(query)
+        for attempt in range(MAX_RESENDS + 1):
+            actor = self.slots[slot]
+            try:
+                record = await actor.run_query.remote(query, which)
+            except self.ray.exceptions.RayActorError as exc:
+                if self.slots[slot] is actor:  # the first query to see the death replaces the worker
+                    self.slots[slot] = self._spawn(slot)
+                    self.restarts += 1
+                if attempt == MAX_RESENDS:
+                    return _failed(query, f"WorkerDied: Ray worker died {MAX_RESENDS + 1} times running this "
+                                          f"query ({type(exc).__name__})")
+                continue
+            if "__budget__" in record:
+                raise BudgetExceeded(record["__budget__"])
+            return record
+        raise AssertionError("unreachable")
+
+    @property
+    def summary_extra(self) -> dict[str, Any]:
+        shares = {}
+        for m in self.models:
+            spec = next(net.spec.models[m] for net in self.networks if m in net.spec.models)
+            limits = [split_limits(spec, self.workers, i).limits for i in range(self.workers)]
+            shares[m] = {"concurrency": [x.concurrency for x in limits], "rpm": limits[0].rpm, "tpm": limits[0].tpm}
+        return {"ray": {"address": self.address, "workers": self.workers, "worker_restarts": self.restarts,
+                        "nodes": len(self.nodes),
+                        "per_worker_limits": shares,
+                        "per_worker_max_cost": None if self.max_cost is None else self.max_cost / self.workers}}
+
+    def view(self, which: int) -> "_View":
+        """An engine-like handle whose ``run_query(q)`` runs network ``which``."""
+        return _View(self, which)
+
+    async def aclose(self) -> None:
+        ray = self.ray
+        peaks = await asyncio.gather(*(w.close.remote() for w in self.slots), return_exceptions=True)
+        for got in peaks:
+            if isinstance(got, tuple):
+                for model, peak in got[0].items():
+                    self.models.setdefault(model, _Peak()).max_in_flight += peak
+                self.nodes.add(got[1])
+        for w in self.slots:
+            ray.kill(w)
+        if self.cache_server is not None:
+            await self.cache_server.close.remote()
+            ray.kill(self.cache_server)
+        if self.started:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class _View:
+    engine: RayEngine
+    which: int
+
+    async def run_query(self, query: Query) -> dict[str, Any]:
+        return await self.engine.run_query(query, self.which)
+
+
+def _failed(query: Query, error: str) -> dict[str, Any]:
+    """The record of a query that could not run at all (its worker kept dying)."""
+    from llmnet.execute.engine import query_fingerprint
+
+    usage = Usage()
+    return {"id": query.id, "qhash": query_fingerprint(query), "answer": None,
+            "correct": False if query.answer is not None else None, "error": error, "truth": query.answer,
+            **{k: v for k, v in usage.to_dict().items() if k in ("calls", "attempts", "samples", "cache_hits",
+                                                                   "prompt_tokens", "completion_tokens",
+                                                                   "cost_usd", "cached_tokens",
+                                                                   "cached_cost_usd")},
+            "latency_s": 0.0, "trace": {}}
