@@ -75,7 +75,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
+import hashlib
 import hmac
 import json
 import math
@@ -96,6 +98,7 @@ from importlib import resources
 from typing import Literal
 
 from llmnet.errors import LlmnetError
+from llmnet.tasks.checks import EqualityTest, decode_value, split_equality_test, values_equal
 
 Status = Literal["passed", "failed", "timeout", "memory", "killed", "error", "blocked"]
 
@@ -104,6 +107,8 @@ _TAIL_CHARS = 2_000
 _DETAIL_CHARS = 300
 _RECORD_LIMIT = 4_096
 _XCPU_EXIT = 128 + signal.SIGXCPU
+_SIGNALS = frozenset(int(sig) for sig in signal.valid_signals())
+_DIR_PREFIX = "llmnet-sandbox-"
 
 
 class SandboxError(LlmnetError):
@@ -130,6 +135,12 @@ class SandboxResult:
     test_errors: tuple[str, ...] = ()
     test_outputs: tuple[str, ...] = ()
     cpu_s: float = 0.0
+    weak: tuple[bool, ...] = ()
+
+    @property
+    def weak_verdict(self) -> bool:
+        """Did any test's verdict come from inside the sandbox (forgeable by the program)?"""
+        return any(self.weak)
 
     @property
     def n_passed(self) -> int:
@@ -138,7 +149,12 @@ class SandboxResult:
 
 @dataclass(frozen=True)
 class Isolation:
-    """Which kernel layers this machine gives the sandbox (probed once, cached)."""
+    """Which kernel layers this machine gives the sandbox (probed once, cached).
+
+    ``filesystem``: the program sees only a read-only view of what the interpreter needs
+    plus its own temp dir (mount namespace, ``pivot_root``). ``landlock``: the Landlock ABI
+    the worker restricts itself with (0: none). ``pdeathsig``: the sandbox dies with llmnet.
+    """
 
     network_namespace: bool
     pid_namespace: bool
@@ -147,83 +163,170 @@ class Isolation:
     prefix: tuple[str, ...]
     uid: int | None = None
     gid: int | None = None
+    filesystem: bool = False
+    landlock: int = 0
+    pdeathsig: bool = False
+    wall: str = "none"             # "unshare" (as root), "unshare --user", "none"
 
     def describe(self) -> str:
         user = self.user or f"uid {os.geteuid()} (no drop)"
-        caps = ", capabilities: " + ",".join(self.capabilities) if self.capabilities else ""
-        return (f"network namespace: {'yes' if self.network_namespace else 'no'}, "
-                f"pid namespace: {'yes' if self.pid_namespace else 'no'}, runs as {user}{caps}")
+        caps = ", capabilities: " + ",".join(self.capabilities) if self.capabilities else \
+            (", no capabilities" if self.wall != "none" else "")
+        return (f"wall: {self.wall}, "
+                f"filesystem view: {'read-only, own temp dir writable' if self.filesystem else 'no'}, "
+                f"network namespace: {'yes' if self.network_namespace else 'no'}, "
+                f"pid namespace: {'yes' if self.pid_namespace else 'no'}, "
+                f"landlock: {'ABI %d' % self.landlock if self.landlock else 'no'}, "
+                f"dies with llmnet: {'yes' if self.pdeathsig else 'no'}, runs as {user}{caps}")
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The kernel layers that are active, by name."""
+        named = (("filesystem", self.filesystem), ("network", self.network_namespace),
+                 ("pid", self.pid_namespace), ("landlock", self.landlock > 0),
+                 ("no-capabilities", self.wall != "none"), ("uid-drop", self.user is not None),
+                 ("pdeathsig", self.pdeathsig))
+        return tuple(name for name, on in named if on)
+
+
+_NO_ISOLATION = Isolation(False, False, None, (), ())
 
 
 # --------------------------------------------------------------------------- child side
-# The child runs the source of llmnet/_sandbox_child.py (read here, never imported to run);
-# its command line stays short: it reads that text as the first line of stdin.
-_CHILD = (resources.files("llmnet.tasks") / "_sandbox_child.py").read_text(encoding="utf-8") \
+# The child runs the source of the wall, the hook and the prelude (read here, never imported
+# to run); its command line stays short: it reads that text as the first line of stdin.
+_CHILD = "".join((resources.files("llmnet.tasks") / name).read_text(encoding="utf-8")
+                 for name in ("_sandbox_wall.py", "_sandbox_hook.py", "_sandbox_child.py")) \
     + "_prelude()\n"
 _LOADER = "import sys, json; exec(json.loads(sys.stdin.buffer.readline()))"
 
 
 # --------------------------------------------------------------------------- isolation probe
-_PROBE_NET = ("import socket, os; print(sorted(n for _, n in socket.if_nameindex()), os.getpid())")
-_PROBE_USER = ("import os, sys, json, fractions, decimal, statistics\n"
-               "assert os.getuid() != 0\n"
-               "[os.listdir(p) for p in sys.path if os.path.isdir(p)]\n"
-               "open('probe', 'w').write('ok')\nprint(sys.version, sys.base_prefix)")
+_PROBE = ("import os, socket, sys, json, fractions, decimal, statistics\n"
+          "def probe():\n"
+          "    open('probe', 'w').write('ok')\n"
+          "    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]\n"
+          "    return json.dumps({'net': sorted(n for _, n in socket.if_nameindex()),\n"
+          "        'pid': os.getpid(), 'uid': os.getuid(), 'version': sys.version,\n"
+          "        'caps': caps[0].split()[1] if caps else '', 'root': os.listdir('/'),\n"
+          "        'prefix': sys.base_prefix})\n")
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group",
+              "/etc/nsswitch.conf")
+_DEV_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 _isolation: Isolation | None = None
+_child_path: tuple[str, ...] = ()
 _isolation_lock = threading.Lock()
 
 
-def _probe(cmd: list[str], cwd: str | None = None) -> str | None:
+def _child_sys_path() -> tuple[str, ...]:
+    """``sys.path`` of the interpreter the child runs (``-I``: no user site, no cwd)."""
     try:
-        done = subprocess.run(cmd, cwd=cwd, env={"PATH": _CLEAN_PATH}, capture_output=True,
-                              text=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+        out = subprocess.run([sys.executable, "-I", "-B", "-c",
+                              "import sys, json; print(json.dumps(sys.path))"],
+                             env={"PATH": _CLEAN_PATH}, capture_output=True, text=True,
+                             timeout=20, stdin=subprocess.DEVNULL)
+        return tuple(p for p in json.loads(out.stdout) if isinstance(p, str) and p.startswith("/"))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return ()
 
 
-def _find_namespaces(py: list[str]) -> tuple[list[str], bool]:
-    """The strongest ``unshare`` prefix that really isolates the network, and whether it
-    also gives a pid namespace. Root first tries plain namespaces, then user namespaces."""
-    unshare = shutil.which("unshare")
+def _view_paths(workdir: str) -> list[tuple[str, str, str]]:
+    """What the program's filesystem view holds, parents first: ("dir" | "file" | "dev" |
+    "rw", path, "") binds and ("link", path, target) symlinks. Only the system's libraries,
+    the interpreter, its ``sys.path``, a few ``/etc`` files, harmless devices and the temp dir."""
+    wanted: list[tuple[str, str]] = []
+    for path in (*_SYSTEM_DIRS, sys.base_prefix, sys.prefix, sys.exec_prefix,
+                 os.path.dirname(os.path.realpath(sys.executable)), *_child_path):
+        wanted += [("dir", path), ("dir", os.path.realpath(path))]
+    wanted += [("file", p) for p in _ETC_FILES] + [("dev", p) for p in _DEV_FILES]
+    out: list[tuple[str, str, str]] = []
+    bound: list[str] = []
+    for kind, path in sorted(set(wanted), key=lambda kp: (kp[1].count("/"), kp[1])):
+        if not os.path.lexists(path) or any(path == b or path.startswith(b + "/") for b in bound):
+            continue
+        if os.path.islink(path):
+            out.append(("link", path, os.readlink(path)))
+            continue
+        if kind == "dir" and not os.path.isdir(path) or kind != "dir" and os.path.isdir(path):
+            continue
+        out.append((kind, path, ""))
+        if kind == "dir":
+            bound.append(path)
+    return out + [("rw", workdir, "")]
+
+
+def _candidates() -> list[Isolation]:
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
     if not unshare:
-        return [], False
-    users = [["--user", "--map-current-user"], ["--user", "--map-root-user"]]
-    for user in ([[]] if os.geteuid() == 0 else []) + users:
-        for pid in (["--pid", "--fork", "--kill-child"], []):
-            cmd = [unshare, *user, "--net", *pid, "--"]
-            out = _probe([*cmd, *py, _PROBE_NET])
-            if out and out.startswith("['lo']"):
-                return cmd, bool(pid) and out.endswith(" 1")
-    return [], False
-
-
-def _find_isolation() -> Isolation:
-    py = [sys.executable, "-I", "-B", "-c"]
-    ns, pid_ns = _find_namespaces(py)
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() == 0 and setpriv:
+        return []
+    death = [setpriv, "--pdeathsig", "KILL"] if setpriv else []
+    ns = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--"]
+    found = []
+    if os.geteuid() == 0:
         try:
             entry = pwd.getpwnam("nobody")
             uid, gid = entry.pw_uid, entry.pw_gid
         except KeyError:
             uid = gid = 65534
-        base = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
-        with tempfile.TemporaryDirectory(prefix="llmnet-probe-") as tmp:
-            os.chown(tmp, uid, gid)
-            # without a capability if the interpreter is readable by nobody, else keep
-            # CAP_DAC_READ_SEARCH (read anything, write nothing)
-            for cap in ((), ("dac_read_search",)):
-                plus = "".join(f",+{c}" for c in cap)
-                drop = [*base, f"--inh-caps=-all{plus}", f"--bounding-set=-all{plus}"]
-                drop += [f"--ambient-caps={plus[1:]}"] if cap else []
-                cmd = [*ns, *drop, "--"]
-                # same interpreter: an unreadable libpython can silently fall back to the
-                # system's, which would run the program under another Python
-                if _probe([*cmd, *py, _PROBE_USER], cwd=tmp) == f"{sys.version} {sys.base_prefix}":
-                    return Isolation(bool(ns), pid_ns, f"nobody ({uid})", cap, tuple(cmd),
-                                     uid, gid)
-    return Isolation(bool(ns), pid_ns, None, (), tuple(ns))
+        found.append(Isolation(True, True, f"nobody ({uid})", (), (*death, unshare, *ns),
+                               uid, gid, True, -1, bool(setpriv), "unshare"))
+    found.append(Isolation(True, True, None, (), (*death, unshare, "--user", "--map-root-user",
+                                                   *ns), None, None, True, -1, bool(setpriv),
+                           "unshare --user"))
+    for user in ([[]] if os.geteuid() == 0 else []) + [["--user", "--map-root-user"]]:
+        found.append(Isolation(True, True, None, (), (*death, unshare, *user, "--net", "--pid",
+                                                      "--fork", "--kill-child", "--"),
+                               pdeathsig=bool(setpriv)))
+    return found
+
+
+def _find_isolation() -> Isolation:
+    global _child_path
+    _child_path = _child_sys_path()
+    for candidate in _candidates():
+        found = _probe_candidate(candidate)
+        if found is not None:
+            return found
+    return _NO_ISOLATION
+
+
+def _probe_candidate(candidate: Isolation) -> Isolation | None:
+    """Run the probe under ``candidate`` and keep what it really gives: a network namespace
+    with only ``lo``, the worker as pid 2 under its own init, no capability, the same Python."""
+    program = _PROBE + "print(probe())\n"
+    try:
+        r = run_sandboxed(program, ["assert True"], audit=False, timeout_s=30, cpu_s=10,
+                          memory_mb=1024, _iso=candidate)
+    except SandboxError:
+        return None
+    if not r.passed:
+        return None
+    try:
+        seen = json.loads(r.stdout_tail.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    if seen["version"] != sys.version or seen["prefix"] != sys.base_prefix or seen["net"] != ["lo"]:
+        return None
+    if candidate.wall != "none" and (seen["caps"] not in ("", "0" * 16) or seen["pid"] != 2
+                                     or "root" in seen["root"] and candidate.filesystem
+                                     and os.path.exists("/root") and not sys.base_prefix.startswith("/root")):
+        return None
+    if candidate.uid is not None and seen["uid"] != candidate.uid:
+        return None
+    abi = _landlock_abi() if candidate.wall != "none" else 0
+    return dataclasses.replace(candidate, pid_namespace=seen["pid"] in (1, 2), landlock=abi)
+
+
+def _landlock_abi() -> int:
+    """The Landlock ABI the kernel offers (0: none), asked without creating anything."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return max(0, int(libc.syscall(444, None, 0, 1)))
+    except (OSError, AttributeError):
+        return 0
 
 
 def sandbox_isolation() -> Isolation:
@@ -231,8 +334,48 @@ def sandbox_isolation() -> Isolation:
     global _isolation
     with _isolation_lock:
         if _isolation is None:
+            _remove_stale_dirs()
             _isolation = _find_isolation()
         return _isolation
+
+
+def _remove_stale_dirs() -> None:
+    """Remove the ``llmnet-sandbox-<pid>-*`` dirs left by an llmnet process that is gone
+    (killed before it could clean up); those of live processes are left alone."""
+    top = tempfile.gettempdir()
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if not name.startswith(_DIR_PREFIX) or len(parts) < 4 or not parts[2].isdigit():
+            continue
+        path = os.path.join(top, name)
+        try:
+            created = os.lstat(path).st_mtime
+            if not _is_dir(path) or _alive_since(int(parts[2]), created):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
+
+
+def _alive_since(pid: int, created: float) -> bool:
+    """Is ``pid`` a process that already ran when a dir was made at time ``created``?"""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as fh:
+            boot = next(float(line.split()[1]) for line in fh if line.startswith(b"btime"))
+    except (OSError, StopIteration, ValueError):
+        return False if not os.path.exists(f"/proc/{pid}") else True
+    started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return started <= created + 1
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -368,18 +511,19 @@ class _Records:
 
     program: tuple[str, str, str] | None = None
     tests: dict[int, tuple[bool, str, str, str]] = field(default_factory=dict)
+    values: dict[tuple[int, int], tuple[bool, str, str]] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
     done: bool = False
     forged: int = 0
 
 
-def _parse_records(raw: bytes, key: bytes, n_tests: int) -> _Records:
+def _parse_records(raw: bytes, key: bytes, n_tests: int, max_value: int) -> _Records:
     rec = _Records()
     for line in raw.split(b"\n"):
         if not line:
             continue
         body, _, mac = line.rpartition(b"\t")
-        good = len(line) <= _RECORD_LIMIT and hmac.compare_digest(
+        good = len(line) <= _RECORD_LIMIT + max_value and hmac.compare_digest(
             hmac.digest(key, body, "sha256").hex().encode(), mac)
         fields = body.decode("utf-8", "replace").split("\t") if good else []
         kind = fields[0] if fields else ""
@@ -388,6 +532,9 @@ def _parse_records(raw: bytes, key: bytes, n_tests: int) -> _Records:
         elif kind == "T" and len(fields) == 7 and fields[1].isdigit() \
                 and int(fields[1]) < n_tests and int(fields[1]) not in rec.tests:
             rec.tests[int(fields[1])] = (fields[2] == "1", fields[3], fields[4], fields[6])
+        elif kind == "V" and len(fields) == 6 and fields[1].isdigit() and fields[2].isdigit() \
+                and (int(fields[1]), int(fields[2])) not in rec.values:
+            rec.values[int(fields[1]), int(fields[2])] = (fields[3] == "1", fields[4], fields[5])
         elif kind == "B" and len(fields) == 3:
             rec.blocked.append(f"{fields[1]} {fields[2]}".strip())
         elif kind == "D" and len(fields) == 1:
@@ -437,38 +584,102 @@ def _verdict(run: _Run, rec: _Records, n_tests: int, cpu_limit: float) -> tuple[
     return "passed", f"{n_tests}/{n_tests} tests passed"
 
 
+def _judge(rec: _Records, splits: list[EqualityTest | None]) -> None:
+    """Fill ``rec.tests`` for the equality tests from the values the child reported: a test
+    passes when every call returned plain data equal to the expected value, which the child
+    never saw. A ``T`` record for such a test (only a forger sends one) is dropped."""
+    for i, split in enumerate(splits):
+        if split is None:
+            continue
+        rec.tests.pop(i, None)
+        got = [rec.values.get((i, j)) for j in range(len(split.calls))]
+        if any(g is None for g in got):
+            continue                                   # the child stopped before the end
+        digest = hashlib.sha256("\x00".join(g[2] if g[0] else "!" + g[1] for g in got)
+                                .encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        for j, (ok, error, text) in enumerate(got):
+            if not ok:
+                rec.tests[i] = (False, error, digest, f"{split.calls[j]}: {error} {text}".strip())
+                break
+            try:
+                value = decode_value(text)
+            except (ValueError, TypeError, RecursionError):
+                rec.tests[i] = (False, "NotPlainData", digest, f"{split.calls[j]}: bad value")
+                break
+            if not values_equal(value, split.expected[j]):
+                rec.tests[i] = (False, "AssertionError", digest,
+                                f"{split.calls[j]} returned {text[:80]}")
+                break
+        else:
+            rec.tests[i] = (True, "", digest, "")
+
+
+def _nproc_base(uid: int | None) -> int | None:
+    """Threads the uid already runs (RLIMIT_NPROC counts them all); None: no limit to set."""
+    if uid is None or uid == 0:
+        return None
+    count = 0
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{name}/task"))
+        except OSError:
+            pass
+    return count
+
+
 def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
                   cpu_s: float = 5.0, memory_mb: int = 512, max_procs: int = 16,
                   max_output: int = 64_000, max_file_mb: int = 16, setup: str = "",
-                  isolate: bool = True, audit: bool = True) -> SandboxResult:
+                  isolate: bool = True, audit: bool = True, max_value_kb: int = 256,
+                  _iso: Isolation | None = None) -> SandboxResult:
     """Run ``program``, then ``setup``, then each test snippet, in a sandboxed child.
 
     Each test is a snippet run in the program's namespace (an ``assert`` line, or a
-    ``check`` function followed by ``check(entry_point)``); it passes when it raises
-    nothing. ``isolate=False`` skips the kernel namespaces and the uid drop and
-    ``audit=False`` the audit hook: both exist to test each layer on its own.
-    Raises ``SandboxError`` only when the sandbox itself cannot start.
+    ``check`` function followed by ``check(entry_point)``). A test made only of
+    ``assert <expr> == <literal>`` (see ``llmnet.tasks.checks``) is judged here: the child
+    evaluates ``<expr>`` and returns its value as plain data (at most ``max_value_kb``), and
+    this process compares it with the literal. Any other test passes when it raises nothing
+    in the child; it is marked ``weak`` (a hostile program can forge its verdict).
+    ``isolate=False`` skips the kernel layers and ``audit=False`` the audit hook: both exist
+    to test each layer on its own. Raises ``SandboxError`` only when the sandbox itself
+    cannot start.
     """
     tests = list(tests)
     if not all(isinstance(t, str) for t in (program, setup, *tests)):
         raise TypeError("program, setup and tests must be strings")
     if not tests:
         raise ValueError("run_sandboxed needs at least one test")
-    iso = sandbox_isolation() if isolate else Isolation(False, False, None, (), ())
+    iso = _iso or (sandbox_isolation() if isolate else _NO_ISOLATION)
+    splits = [split_equality_test(t) for t in tests]
+    n_calls = sum(len(sp.calls) for sp in splits if sp is not None)
+    max_value = int(max_value_kb) * 1024
     key, cpu_limit = secrets.token_bytes(32), max(1, math.ceil(cpu_s))
     with _slots.held():
         started = time.monotonic()
-        workdir = tempfile.mkdtemp(prefix="llmnet-sandbox-")
+        base = tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-")
+        workdir, root = os.path.join(base, "work"), os.path.join(base, "root")
         result_r = result_w = -1
         try:
+            os.mkdir(workdir, 0o700)
+            os.mkdir(root, 0o700)
             if iso.uid is not None:
                 os.chown(workdir, iso.uid, iso.gid)
             result_r, result_w = os.pipe()
+            wall = None
+            if iso.wall != "none":
+                wall = {"uid": iso.uid, "gid": iso.gid, "landlock": iso.landlock,
+                        "root": root, "pivot_root_nr": _PIVOT_ROOT.get(os.uname().machine, 155),
+                        "paths": _view_paths(workdir) if iso.filesystem else []}
             payload = json.dumps({
                 "key": key.hex(), "fd": result_w, "workdir": workdir, "program": program,
-                "setup": setup, "tests": tests, "audit": audit, "memory_mb": int(memory_mb),
-                "cpu_s": cpu_limit, "max_procs": int(max_procs),
-                "max_file_bytes": int(max_file_mb * 1024 * 1024),
+                "setup": setup, "audit": audit, "memory_mb": int(memory_mb),
+                "tests": [t if sp is None else {"calls": list(sp.calls)}
+                          for t, sp in zip(tests, splits)],
+                "cpu_s": cpu_limit, "max_procs": int(max_procs), "max_value": max_value,
+                "nproc_base": _nproc_base(iso.uid if iso.uid is not None else
+                                          (os.getuid() if iso.wall != "none" else None)),
+                "max_file_bytes": int(max_file_mb * 1024 * 1024), "wall": wall,
                 "backstop_s": int(timeout_s) + 5}).encode()
             payload = json.dumps(_CHILD).encode() + b"\n" + payload
             env = {"PATH": _CLEAN_PATH, "HOME": workdir, "TMPDIR": workdir,
@@ -485,15 +696,23 @@ def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
             result_w = -1
             with proc:
                 run = _communicate(proc, payload, result_r, started + timeout_s, max_output,
-                                   (len(tests) + 32) * _RECORD_LIMIT)
+                                   (len(tests) + n_calls + 32) * _RECORD_LIMIT
+                                   + n_calls * max_value)
         finally:
             for fd in (result_r, result_w):
                 if fd >= 0:
                     os.close(fd)
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
         duration = time.monotonic() - started
-    rec = _parse_records(bytes(run.results), key, len(tests))
+    code = run.returncode
+    if iso.wall != "none" and code is not None and code > 128 and code - 128 in _SIGNALS:
+        run.returncode = -(code - 128)      # the init process reports a killed worker so
+    rec = _parse_records(bytes(run.results), key, len(tests), max_value)
+    _judge(rec, splits)
     status, detail = _verdict(run, rec, len(tests), cpu_limit)
+    weak = tuple(sp is None for sp in splits)
+    if status == "passed" and any(weak):
+        detail += f" ({sum(weak)} weak: judged inside the sandbox)"
     results = rec.tests
     return SandboxResult(
         passed=status == "passed", status=status, detail=detail[:_DETAIL_CHARS],
@@ -503,7 +722,7 @@ def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
         test_errors=tuple(results[i][1] if i in results else "not run"
                           for i in range(len(tests))),
         test_outputs=tuple(results[i][2] if i in results else "" for i in range(len(tests))),
-        cpu_s=run.cpu_s)
+        cpu_s=run.cpu_s, weak=weak)
 
 
 async def arun_sandboxed(program: str, tests: Sequence[str], **limits) -> SandboxResult:
