@@ -18,7 +18,6 @@ def _prelude():
     import builtins as B
     import json
     import os
-    import posix
     import resource
     import signal
     import sys
@@ -31,12 +30,11 @@ def _prelude():
         from hashlib import sha256
         from hmac import digest as mac
     # everything used after the program has run is a local, out of reach of monkey-patching
-    type, int, bytes, len, any, repr, isinstance, enumerate = (B.type, B.int, B.bytes, B.len,
-        B.any, B.repr, B.isinstance, B.enumerate)
-    S, BE, PE = B.str, B.BaseException, B.PermissionError
-    rep, sjoin, senc, ssplit, sstarts = S.replace, S.join, S.encode, S.split, S.startswith
-    write, exit_, getcwd, readlink, fspath = os.write, os._exit, posix.getcwd, posix.readlink, os.fspath
-    WFLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+    type, int, bytes, len, repr, isinstance, enumerate = (B.type, B.int, B.bytes, B.len,
+        B.repr, B.isinstance, B.enumerate)
+    S, BE = B.str, B.BaseException
+    rep, sjoin, senc = S.replace, S.join, S.encode
+    write, exit_ = os.write, os._exit
     cfg = json.loads(sys.stdin.buffer.read())      # the rest of stdin, after this text
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -45,10 +43,10 @@ def _prelude():
     wall = cfg.get("wall")
     if wall is not None:        # process 1 of fresh namespaces: build the view, fork, lock
         if wall.get("paths"):
-            _wall_view(wall)
-            _wall_init()
+            _wall_view(wall)  # noqa: F821 (sent with _sandbox_wall.py)
+            _wall_init()  # noqa: F821
         os.chdir(wd)
-        _wall_lock(wall, wd)
+        _wall_lock(wall, wd)  # noqa: F821
 
     def text(x, n=300):
         try:
@@ -217,7 +215,7 @@ def _prelude():
 
     stdout, stderr, clock = sys.stdout, sys.stderr, time.perf_counter
     if cfg["audit"]:
-        _hook_arm(wd, roots, emit, text)
+        _hook_arm(wd, roots, emit, text)  # noqa: F821 (sent with _sandbox_hook.py)
     failure = run(program, "<solution>") or run(setup, "<setup>")
     emit("P", "0" if failure else "1", *(failure or ("", "")))
     if failure is None:

@@ -15,11 +15,15 @@ verdict and are marked ``weak``.
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 _NOT_LITERAL = object()
+# CPython 3.11's AST validation is not thread-safe (parallel ast.parse can raise SystemError)
+_PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -111,14 +115,19 @@ def _check_function(tree: ast.Module) -> tuple[ast.FunctionDef, str] | None:
     return defs[0], target
 
 
+@functools.lru_cache(maxsize=4096)
 def split_equality_test(source: str) -> EqualityTest | None:
     """The calls and expected values of a test made only of ``assert <expr> == <literal>``
     statements (MBPP), or of a HumanEval ``check`` function of such asserts followed by
     ``check(<entry point>)``; ``None`` for any other test (it stays a weak, in-child test)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return None
+    with _PARSE_LOCK:
+        try:
+            return _split(ast.parse(source))
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
+
+
+def _split(tree: ast.Module) -> EqualityTest | None:
     body, rename = tree.body, None
     if body and not any(isinstance(s, ast.Assert) for s in body):
         found = _check_function(tree)
