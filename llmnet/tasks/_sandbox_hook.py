@@ -7,17 +7,18 @@ writes outside the temp dir, ctypes, sub-interpreters, ...) and reports the atte
 
 Every function of the hook takes what it uses as default arguments, never as closure cells
 or globals: defaults are an immutable tuple whose replacement (``__defaults__``, ``__code__``)
-is itself an audited event the hook refuses, while a cell's ``cell_contents`` can be
-reassigned without any event. The replaced functions (``os.mkfifo``, ``os.mknod``,
-``os.open`` with ``dir_fd``, ``fork_exec``, ``pidfd_send_signal``) live in a private globals
-dict that the hook refuses to hand out (``__globals__`` reads). Relative paths are resolved
-against the temp dir, fixed before the program starts; changing the working directory is
-refused, so a thread flipping it cannot race the path check.
+is itself an audited event the hook refuses for its own functions, while a cell's
+``cell_contents`` can be reassigned without any event. ``os.mkfifo`` and ``os.mknod``, which
+CPython does not audit, are replaced by functions that only refuse (the originals are kept
+nowhere a program could reach). Relative paths are resolved against the temp dir, fixed
+before the program starts; changing the working directory is refused (so a thread flipping
+it cannot race the path check) and so is opening a directory outside the temp dir (so a
+``dir_fd``, which the ``open`` event does not show, can only point inside it).
 
 What the hook cannot stop (the kernel layers do): a program that walks frames
 (``sys._getframe``, a traceback's ``tb_frame``) reaches the prelude's reporting function and
-the free variables of the frames on its stack; ``ctypes`` through a module imported before
-the hook; bugs in CPython.
+key (so verdicts computed in the child, "weak" tests, can be forged); crafted bytecode or
+memory access through a module loaded before the hook; bugs in CPython.
 """
 
 
@@ -48,7 +49,7 @@ def _hook_arm(wd, roots, emit, text):
         "poplib.connect", "imaplib.open", "nntplib.connect", "telnetlib.Telnet.open",
         "urllib.Request", "webbrowser.open", "sqlite3.enable_load_extension",
         "sqlite3.load_extension", "cpython.PyInterpreterState_New", "sys.addaudithook",
-        "_posixsubprocess.fork_exec", "signal.pidfd_send_signal"))
+        "_posixsubprocess.fork_exec", "signal.pidfd_send_signal", "os.mkfifo", "os.mknod"))
     DENY_IMPORT = frozenset(("_posixsubprocess", "_signal", "posix", "_cffi_backend", "cffi",
         "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_testcapi",
         "_testinternalcapi", "_testmultiphase"))
@@ -56,33 +57,17 @@ def _hook_arm(wd, roots, emit, text):
     PATHS = {"os.remove": ((0, 1),), "os.rmdir": ((0, 1),), "os.mkdir": ((0, 2),),
         "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.utime": ((0, 3),),
         "os.truncate": ((0, 9),), "os.setxattr": ((0, 9),), "os.removexattr": ((0, 9),),
-        "os.chflags": ((0, 9),), "os.lchflags": ((0, 9),), "os.rename": ((0, 2), (1, 3)),
-        "llmnet.mkfifo": ((0, 1),), "llmnet.mknod": ((0, 1),)}
+        "os.chflags": ((0, 9),), "os.lchflags": ((0, 9),), "os.rename": ((0, 2), (1, 3))}
     SEALED = frozenset(("__code__", "__defaults__", "__kwdefaults__"))
 
-    # replacements for calls CPython does not audit; their originals sit in a private
-    # globals dict, out of reach (reading ``__globals__`` of a function is refused)
-    private = {"_audit": sys.audit, "_fspath": fspath, "_open": posix.open,
-               "_mkfifo": posix.mkfifo, "_mknod": posix.mknod, "_dup": posix.dup,
-               "_close": posix.close}
+    # CPython does not audit mkfifo and mknod: they are replaced by functions that only
+    # refuse (no original kept anywhere a program could reach it)
+    private = {"_audit": sys.audit}
     exec(compile(
-        "def open(path, flags, mode=0o777, *, dir_fd=None):\n"
-        "    if dir_fd is None:\n"
-        "        return _open(path, flags, mode)\n"
-        "    path, d = _fspath(path), _dup(dir_fd)\n"
-        "    try:\n"
-        "        _audit('llmnet.open', path, None, flags, d)\n"
-        "        return _open(path, flags, mode, dir_fd=d)\n"
-        "    finally:\n"
-        "        _close(d)\n"
-        "def mkfifo(path, mode=0o666, *, dir_fd=None):\n"
-        "    path = _fspath(path)\n"
-        "    _audit('llmnet.mkfifo', path, dir_fd)\n"
-        "    return _mkfifo(path, mode, dir_fd=dir_fd)\n"
-        "def mknod(path, mode=0o600, device=0, *, dir_fd=None):\n"
-        "    path = _fspath(path)\n"
-        "    _audit('llmnet.mknod', path, dir_fd)\n"
-        "    return _mknod(path, mode, device, dir_fd=dir_fd)\n"
+        "def mkfifo(path, *a, **k):\n"
+        "    _audit('os.mkfifo', path)\n"
+        "def mknod(path, *a, **k):\n"
+        "    _audit('os.mknod', path)\n"
         "def fork_exec(*a, **k):\n"
         "    _audit('_posixsubprocess.fork_exec')\n"
         "def pidfd_send_signal(*a, **k):\n"
@@ -134,23 +119,37 @@ def _hook_arm(wd, roots, emit, text):
             return False
         return a is not None and (a == "" or under(a, roots))
 
+    import _stat
+
+    def isdir(p, stat=posix.stat, S_ISDIR=_stat.S_ISDIR):
+        return S_ISDIR(stat(p).st_mode)
+
     def verdict(event, args, DENY=DENY, DENY_IMPORT=DENY_IMPORT, PATHS=PATHS, T=T, S=S,
                 inside=inside, readable=readable, absolute=absolute, wds=wds, WFLAGS=WFLAGS,
-                SEALED=SEALED, STUBS=STUBS, sstarts=sstarts, BE=BE, len=B.len, I=B.int,
+                SEALED=SEALED, sstarts=sstarts, BE=BE, len=B.len, I=B.int,
+                isdir=isdir,
                 GUARDED=()):
         # None: allowed; else (mark the sample blocked?, reason)
         if event in DENY:
             return True, ""
-        if event == "open" or event == "llmnet.open":
-            path, mode, flags = args[0], args[1], args[2]
-            dir_fd = args[3] if event == "llmnet.open" else None
+        if event == "open":
+            path, mode, flags = args
             if T(path) is I:
                 return None
             write = flags & WFLAGS if mode is None else (
                 "w" in mode or "a" in mode or "x" in mode or "+" in mode)
             if write:
-                return None if inside(path, dir_fd) else (True, "write outside the sandbox:")
-            return None if readable(path, dir_fd) else (False, "")
+                return None if inside(path) else (True, "write outside the sandbox:")
+            if not readable(path):
+                return False, ""
+            # no directory fd outside the temp dir: a relative path opened with dir_fd (which
+            # this event does not show) then always lands inside the temp dir
+            if mode is None and not inside(path):
+                try:
+                    return (False, "") if isdir(absolute(path)) else None
+                except BE:
+                    return False, ""
+            return None
         if event in PATHS:
             for i, d in PATHS[event]:
                 if not inside(args[i], args[d] if d < len(args) else None):
@@ -159,12 +158,6 @@ def _hook_arm(wd, roots, emit, text):
         if event == "object.__setattr__":
             if args[1] in SEALED:
                 for f in GUARDED:
-                    if args[0] is f:
-                        return True, "the sandbox's own functions"
-            return None
-        if event == "object.__getattr__":
-            if args[1] == "__globals__":
-                for f in STUBS:
                     if args[0] is f:
                         return True, "the sandbox's own functions"
             return None
@@ -204,11 +197,11 @@ def _hook_arm(wd, roots, emit, text):
     import _signal
     import signal
     for module in (os, posix):
-        for name in ("open", "mkfifo", "mknod"):
+        for name in ("mkfifo", "mknod"):
             setattr(module, name, private[name])
     _posixsubprocess.fork_exec = private["fork_exec"]
     _signal.pidfd_send_signal = signal.pidfd_send_signal = private["pidfd_send_signal"]
     # the hook's own functions may not be rewritten (set before the hook is on: no event)
     verdict.__defaults__ = verdict.__defaults__[:-1] + (
-        (hook, verdict, absolute, under, inside, readable) + STUBS,)
+        (hook, verdict, absolute, under, inside, readable, isdir) + STUBS,)
     sys.addaudithook(hook)
