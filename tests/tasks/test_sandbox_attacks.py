@@ -1,0 +1,50 @@
+"""The hostile suite of ``experiments/sandbox_attack.py``, as tests: every program that aims
+at a side effect is contained by the kernel layers alone (``audit=False``), and no wrong
+program passes an equality-form test with every layer on. An attack needing a layer this
+machine lacks is skipped, and the reason names the layer."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmnet.tasks.sandbox import sandbox_isolation
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("sandbox_attack", ROOT / "experiments" / "sandbox_attack.py")
+suite = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("sandbox_attack", suite)
+_spec.loader.exec_module(suite)
+
+ISO = sandbox_isolation()
+NEEDS = {"resources": ("pid",), "files": ("filesystem",), "secrets": ("filesystem",), "network": ("network",),
+         "processes": ("pid",), "interpreter": ("filesystem", "pid")}
+ATTACKS = suite.attacks()
+
+
+def test_the_suite_is_large_and_covers_every_category():
+    cats = {a.category for a in ATTACKS}
+    assert len(ATTACKS) >= 60 and set(suite.SIDE_EFFECTS) | {"forging"} <= cats
+    names = " ".join(a.name for a in ATTACKS)
+    for needed in ("chdir race", "dir_fd", "mknod", "mkfifo", "closures", "frame walking to the key",
+                   "always-true __eq__", "llmnet killed"):
+        assert needed in names
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.category in suite.SIDE_EFFECTS], ids=lambda a: a.name)
+def test_kernel_layers_alone_contain(attack):
+    missing = [layer for layer in NEEDS[attack.category] + (("pdeathsig",) if attack.extra.get("kill_parent") else ())
+               if layer not in ISO.layers]
+    if missing:
+        pytest.skip(f"this machine lacks the kernel layer(s) {missing}: {ISO.describe()}")
+    row = suite.run_attack(attack, "kernel")
+    assert row["contained"], row
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.category == "forging"], ids=lambda a: a.name)
+def test_no_forged_pass_on_equality_tests(attack):
+    row = suite.run_attack(attack, "both")
+    assert row["contained"], row
