@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -38,11 +39,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmnet.tasks.isolation import DIR_PREFIX, remove_stale_dirs  # noqa: E402
+from llmnet.tasks.isolation import DIR_PREFIX, isolation_for, remove_stale_dirs  # noqa: E402
 from llmnet.tasks.sandbox import SandboxResult, run_sandboxed, sandbox_isolation  # noqa: E402
 
 LIMITS = {"timeout_s": 3, "cpu_s": 2, "memory_mb": 256}
-MODES = {"kernel": {"audit": False}, "hook": {"isolate": False}, "both": {}}
+MODES = {"kernel": {"audit": False}, "hook": {"isolate": False}, "both": {}, "bwrap": {"audit": False}}
+
+
+@functools.lru_cache(maxsize=1)
+def _bwrap():
+    return isolation_for("bwrap", run_sandboxed)
+
+
+def mode_kwargs(mode: str) -> dict:
+    """``run_sandboxed`` options of a mode; "bwrap": the kernel layers alone with bubblewrap as
+    the wall (when it is installed but not the wall this machine picks by default)."""
+    if mode != "bwrap":
+        return dict(MODES[mode])
+    iso = _bwrap()
+    if iso is None:
+        raise RuntimeError("bubblewrap is not usable here")
+    return {"audit": False, "_iso": iso}
 SIDE_EFFECTS = ("resources", "files", "secrets", "network", "processes", "interpreter")
 
 
@@ -511,12 +528,14 @@ def fill(attack: Attack, env: Env) -> str:
     return attack.program.format(**values)
 
 
-def kill_parent_attack(program: str, mode: dict) -> bool:
+def kill_parent_attack(program: str, mode: str) -> bool:
     """Run the sandbox in a throw-away process, kill that process while the program
     sleeps, and check that nothing of the sandbox survives it (processes or temp dirs)."""
-    code = ("import sys, json\nfrom llmnet.tasks.sandbox import run_sandboxed\n"
-            "run_sandboxed(sys.stdin.read(), ['assert True'], timeout_s=60, cpu_s=30, **json.loads(sys.argv[1]))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(mode)], stdin=subprocess.PIPE, cwd=ROOT,
+    code = ("import sys, runpy\nfrom llmnet.tasks.sandbox import run_sandboxed\n"
+            f"suite = runpy.run_path({str(Path(__file__).resolve())!r})\n"
+            "run_sandboxed(sys.stdin.read(), ['assert True'], timeout_s=60, cpu_s=30, "
+            "**suite['mode_kwargs'](sys.argv[1]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, mode], stdin=subprocess.PIPE, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
     proc.stdin.write(program.encode())
     proc.stdin.close()
@@ -542,9 +561,9 @@ def run_attack(attack: Attack, mode: str) -> dict:
         program = fill(attack, env)
         started = time.monotonic()
         if attack.extra.get("kill_parent"):
-            contained, status = kill_parent_attack(program, MODES[mode]), "parent killed"
+            contained, status = kill_parent_attack(program, mode), "parent killed"
         else:
-            r: SandboxResult = run_sandboxed(program, list(attack.tests), **LIMITS, **MODES[mode])
+            r: SandboxResult = run_sandboxed(program, list(attack.tests), **LIMITS, **mode_kwargs(mode))
             contained, status = all(check(env, r) for check in attack.checks), r.status
         if os.path.lexists(env.target):
             with contextlib.suppress(OSError):
@@ -570,16 +589,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "out")
     ap.add_argument("--smoke", action="store_true", help="one attack per category (seconds)")
-    ap.add_argument("--modes", default="kernel,hook,both")
+    ap.add_argument("--modes", default="kernel,hook,both,bwrap",
+                    help="bwrap: the kernel layers alone with bubblewrap as the wall (when installed)")
     args = ap.parse_args(argv)
     iso = sandbox_isolation()
+    modes = [m for m in args.modes.split(",") if m != "bwrap" or (
+        iso.wall != "bwrap" and _bwrap() is not None)]
     chosen = attacks()
     if args.smoke:
         seen: set[str] = set()
         chosen = [a for a in chosen if a.category not in seen and not seen.add(a.category)
                   and not a.extra.get("kill_parent")]
     rows = []
-    for mode in args.modes.split(","):
+    for mode in modes:
         if mode != "hook" and not iso.layers:
             print(f"mode {mode}: skipped, this machine has no kernel layers ({iso.describe()})")
             continue
@@ -590,7 +612,9 @@ def main(argv: list[str] | None = None) -> int:
             if not rows[-1]["contained"]:
                 print(f"NOT CONTAINED [{mode}] {attack.category}: {attack.name} ({rows[-1]['status']})")
     summary = summarise(rows)
+    bwrap = _bwrap() if "bwrap" in modes else None
     report = {"isolation": iso.describe(), "layers": list(iso.layers), "attacks": len(chosen),
+              "bwrap_isolation": bwrap.describe() if bwrap else None, "modes": modes,
               "limits": LIMITS, "summary": summary, "rows": rows, "smoke": args.smoke,
               "command": "python experiments/sandbox_attack.py" + (" --smoke" if args.smoke else "")}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,17 @@
 """The trusted prelude that runs inside the sandbox, before and around the untrusted program.
 
-Never imported to run: ``llmnet.tasks.sandbox`` reads this file's source text and sends it to
-the sandboxed interpreter as the first line of its stdin, followed by ``_prelude()``;
-the prelude then reads its instructions (the JSON after that line), sets the resource
-limits, installs the audit hook, runs the program, the setup and each test, and reports
-one HMAC-authenticated record per step on a private pipe. So this module must stay
-self-contained: standard library only, imported inside ``_prelude``.
+Never imported to run: ``llmnet.tasks.sandbox`` sends the source of ``_sandbox_wall.py``,
+``_sandbox_hook.py`` and this file, followed by ``_prelude()``, to the sandboxed interpreter
+as the first line of its stdin. The prelude reads its instructions (the JSON after that
+line); as process 1 of fresh namespaces it builds the filesystem view, forks the worker and
+waits (``_wall_init``); the worker drops every privilege (``_wall_lock``), sets the
+resource limits, installs the audit hook (``_hook_arm``), runs the program and the setup,
+then each test: a weak test (any snippet) runs here and reports pass or fail; an equality
+test reports only the values of its calls, as tagged JSON, for the parent to compare. One
+HMAC-authenticated record per step goes out on a private pipe. Standard library only.
 
-Everything the prelude still needs once the program has run is bound to a local first
-(default arguments), so that monkey-patching builtins or modules cannot change what it
-reports.
+Everything the prelude still needs once the program has run is bound to a local first, so
+that monkey-patching builtins or modules cannot change what it reports.
 """
 
 

@@ -47,7 +47,7 @@ class Isolation:
     filesystem: bool = False
     landlock: int = 0
     pdeathsig: bool = False
-    wall: str = "none"             # "unshare" (as root), "unshare --user", "none"
+    wall: str = "none"             # "unshare" (as root), "bwrap", "unshare --user", "none"
 
     def describe(self) -> str:
         user = self.user or f"uid {os.geteuid()} (no drop)"
@@ -123,17 +123,31 @@ def view_paths(workdir: str) -> list[tuple[str, str, str]]:
         out.append((kind, path, ""))
         if kind == "dir":
             bound.append(path)
-    return out + [("rw", workdir, "")]
+    return out + ([("rw", workdir, "")] if workdir else [])
+
+
+def bwrap_prefix(bwrap: str) -> tuple[str, ...]:
+    """bubblewrap's command line for the same view (the temp dir is added per run):
+    every namespace, no capability, ``/proc`` and ``/dev`` of its own, dies with llmnet."""
+    args = [bwrap, "--die-with-parent", "--unshare-all", "--new-session", "--cap-drop", "ALL"]
+    if os.geteuid() == 0:
+        args += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+    for kind, path, target in view_paths(""):
+        if kind == "link":
+            args += ["--symlink", target, path]
+        elif kind in ("dir", "file"):
+            args += ["--ro-bind", path, path]
+    return (*args, "--proc", "/proc", "--dev", "/dev")
 
 
 def _candidates() -> list[Isolation]:
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    if not unshare:
-        return []
+    """Strongest first: as root, ``unshare`` with the worker as ``nobody``; bubblewrap when
+    installed; ``unshare`` in a user namespace; namespaces without a filesystem view."""
+    unshare, setpriv, bwrap = shutil.which("unshare"), shutil.which("setpriv"), shutil.which("bwrap")
     death = [setpriv, "--pdeathsig", "KILL"] if setpriv else []
     ns = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--"]
     found = []
-    if os.geteuid() == 0:
+    if unshare and os.geteuid() == 0:
         try:
             entry = pwd.getpwnam("nobody")
             uid, gid = entry.pw_uid, entry.pw_gid
@@ -141,13 +155,18 @@ def _candidates() -> list[Isolation]:
             uid = gid = 65534
         found.append(Isolation(True, True, f"nobody ({uid})", (), (*death, unshare, *ns),
                                uid, gid, True, -1, bool(setpriv), "unshare"))
-    found.append(Isolation(True, True, None, (), (*death, unshare, "--user", "--map-root-user",
-                                                   *ns), None, None, True, -1, bool(setpriv),
-                           "unshare --user"))
-    for user in ([[]] if os.geteuid() == 0 else []) + [["--user", "--map-root-user"]]:
-        found.append(Isolation(True, True, None, (), (*death, unshare, *user, "--net", "--pid",
-                                                      "--fork", "--kill-child", "--"),
-                               pdeathsig=bool(setpriv)))
+    if bwrap:
+        user = "uid 65534 in a user namespace" if os.geteuid() == 0 else None
+        found.append(Isolation(True, True, user, (), bwrap_prefix(bwrap), None, None, True, -1,
+                               True, "bwrap"))
+    if unshare:
+        found.append(Isolation(True, True, None, (), (*death, unshare, "--user",
+                                                       "--map-root-user", *ns),
+                               None, None, True, -1, bool(setpriv), "unshare --user"))
+        for user in ([[]] if os.geteuid() == 0 else []) + [["--user", "--map-root-user"]]:
+            found.append(Isolation(True, True, None, (), (*death, unshare, *user, "--net",
+                                                          "--pid", "--fork", "--kill-child", "--"),
+                                   pdeathsig=bool(setpriv)))
     return found
 
 
@@ -160,6 +179,17 @@ def find_isolation(run: Callable[..., Any]) -> Isolation:
         if found is not None:
             return found
     return NO_ISOLATION
+
+
+def isolation_for(wall: str, run: Callable[..., Any]) -> Isolation | None:
+    """The candidate with this ``wall`` ("unshare", "bwrap", "unshare --user"), probed; None
+    when this machine cannot give it. For tests and experiments comparing walls."""
+    global _child_path
+    _child_path = _child_path or _child_sys_path()
+    for candidate in _candidates():
+        if candidate.wall == wall:
+            return _probe_candidate(candidate, run)
+    return None
 
 
 def _probe_candidate(candidate: Isolation, run: Callable[..., Any]) -> Isolation | None:

@@ -1,73 +1,48 @@
 """Run untrusted, model-written Python against tests in a sandboxed subprocess.
 
 Generated code never runs in the llmnet process. ``run_sandboxed(program, tests)``
-starts a fresh interpreter (``python -I -B``) in a new session, in a fresh temporary
-working directory that is removed afterwards, with a scrubbed environment (no
-inherited variable, so no API key; ``PATH=/usr/bin:/bin``). A trusted prelude runs
-first in the child: it reads its instructions from stdin, sets resource limits,
-installs an audit hook, then executes the program, the optional ``setup`` and each
-test (every test guarded on its own) and reports one authenticated line per test on
-a private pipe. The parent always kills the whole process group at the end.
+starts a fresh interpreter (``python -I -B``) in a new session, with a scrubbed
+environment (no inherited variable, so no API key; ``PATH=/usr/bin:/bin``), in a fresh
+temporary directory that is removed afterwards. The parent always kills the whole
+process group at the end. ``sandbox_isolation().describe()`` says which kernel layers
+this machine gives (``llmnet.tasks.isolation`` probes them once).
 
-Layers, strongest first (``sandbox_isolation()`` says which ones this machine has):
-
-Kernel-enforced (not bypassable from Python):
+The kernel is the wall (``llmnet.tasks._sandbox_wall``; not bypassable from Python):
+  * a filesystem view (mount namespace, ``pivot_root``): a read-only tmpfs root holding
+    only ``/usr``, the libraries, the interpreter's prefixes and ``sys.path``, a few
+    ``/etc`` files and ``/dev/null`` and kin, all read-only, a ``/proc`` of the sandbox's
+    own pid namespace, and the program's temp dir, the one writable place. ``/root``,
+    homes, caches, ``/tmp``, other processes do not exist for the program.
+  * no capability at all (bounding set emptied, secure bits locked, ``no_new_privs``) and,
+    when llmnet runs as root, the uid ``nobody``; elsewhere the same inside a user namespace.
+  * Landlock where the kernel has it: read the view, write the temp dir, no TCP bind or
+    connect, signals and abstract Unix sockets scoped to the sandbox.
+  * a network namespace (only a loopback that is down) and a pid namespace whose init is
+    a trusted process: when it exits, the kernel kills everything the program started;
+    ``setpriv --pdeathsig`` and ``unshare --kill-child`` make the chain die with llmnet,
+    and temp dirs left by a killed llmnet are removed at the next start.
   * resource limits: wall clock (parent kills the group), CPU seconds (RLIMIT_CPU),
     address space (RLIMIT_AS), file size (RLIMIT_FSIZE), open files, no core dumps,
-    process count (RLIMIT_NPROC: the uid's running threads + ``max_procs``; RLIMIT_NPROC
-    does not bind root, see the uid drop). stdout+stderr are read up to ``max_output``
-    bytes, then the group is killed.
-  * network namespace (``unshare --net``, probed once and cached): only a loopback
-    interface that is down, so no TCP/UDP anywhere, loopback included. Unix sockets
-    bound to a filesystem path stay reachable (subject to file permissions).
-  * pid namespace (``unshare --pid --fork --kill-child``): processes outside the
-    sandbox are invisible, so they cannot be signalled; when the sandbox's first
-    process dies the kernel kills everything it started, even what left the group.
-  * uid drop (when llmnet runs as root): the child runs as ``nobody`` with no groups
-    and ``no_new_privs``, so it cannot write root-owned files, signal root processes,
-    and RLIMIT_NPROC binds. When the interpreter is not readable by ``nobody`` (e.g.
-    a pyenv under ``/root``) it keeps one capability, CAP_DAC_READ_SEARCH, so it can
-    still READ every file on the machine: secrets stored in files are then protected
-    only by the audit hook below.
+    processes (RLIMIT_NPROC: the uid's running threads + ``max_procs``); stdout+stderr
+    are read up to ``max_output`` bytes, then the group is killed.
 
-Best effort, in-process (``sys.addaudithook``; a determined attacker gets around it):
-  * refused, and the sample reported as ``blocked``: process creation (``os.fork``,
-    ``os.system``, ``os.exec*``, ``os.posix_spawn``, ``subprocess.Popen``, and
-    ``_posixsubprocess.fork_exec`` which is replaced by a stub), ``os.kill`` /
-    ``os.killpg`` / ``signal.pthread_kill`` of anything, ``pidfd_send_signal`` (stub),
-    non-Unix sockets, ``connect`` / ``bind`` / ``sendto`` / DNS look-ups, opening a
-    file for writing (modes w/a/x/+, or write flags) outside the temp dir,
-    ``os.remove`` / ``rename`` / ``rmdir`` / ``mkdir`` / ``chmod`` / ``chown`` /
-    ``truncate`` / ``utime`` / xattrs outside it, links and symlinks anywhere, sqlite
-    files outside it and sqlite extensions, any ctypes call, symbol look-up, library
-    load or raw-address object (the ``import ctypes`` done by numpy itself is allowed),
-    cffi, sub-interpreters (which would start without the hook), ``_testcapi``,
-    re-importing the stubbed modules, changing rlimits, ``gc.get_objects`` /
-    ``get_referrers`` / ``get_referents`` and ``sys._current_frames``.
-  * refused quietly (``PermissionError``, sample not marked): reading files outside
-    the temp dir, the interpreter's prefixes and ``sys.path``, and a few ``/dev`` and
-    time-zone files, so e.g. ``/proc/<pid>/environ``, ``~/.aws`` and ``.env`` files.
-  * the result channel: each record carries an HMAC under a per-run key that only the
-    prelude holds; stdout is never parsed, and a task passes only if every test has
-    an authentic "passed" record and the prelude reached its end. Garbage or forged
-    records on the channel mark the sample ``blocked``; ``print("all tests passed")``,
-    ``sys.exit(0)`` or ``os._exit(0)`` before the tests make it fail.
+The audit hook is a second fence (``llmnet.tasks._sandbox_hook``): it refuses and reports
+process creation, signals, sockets, DNS, writes outside the temp dir, links, ``mkfifo`` /
+``mknod``, ctypes, sub-interpreters, ``gc`` walks, rewriting its own functions; it refuses
+quietly reads outside the interpreter's roots, changing directory and opening directories
+outside the temp dir. It resolves relative paths against the temp dir fixed before the
+program starts.
 
-Not stopped (why the kernel layers matter):
-  * the program runs in the same interpreter as the prelude: walking frames
-    (``sys._getframe().f_back.f_locals``, needed by the standard library so not
-    refused) reaches the HMAC key, so a program written to attack llmnet can forge
-    its results; crafted bytecode (``types.CodeType``, ``code.replace``, ``marshal``)
-    or ``ctypes.c_char_p(address).value`` can read or corrupt interpreter memory and
-    disable the hook entirely; a ``PathLike`` whose ``__fspath__`` answers differently
-    on each call can get past the path checks; ``signal.alarm`` can be cancelled.
-  * a program can game the tests without touching the sandbox (an object whose
-    ``__eq__`` always returns True, monkey-patching ``math``): that is a property of
-    the tests, not of the sandbox.
-  * without the kernel layers (no ``unshare``, not root, no user namespaces) a hook
-    bypass gives the program the rights of the llmnet user, network included.
-  * writes into world-writable directories (/tmp, /dev/shm) by a hook bypass persist;
-    disk usage inside the temp dir is bounded per file, not in total.
+Verdicts: a test made of ``assert <call> == <literal>`` (MBPP's tests, the asserts of
+HumanEval's ``check``; ``llmnet.tasks.checks``) is judged in this process: the child only
+evaluates the calls and sends their values as plain data, and never sees the expected
+values, so an ``__eq__`` that is always true, a forged record, an early exit or a patched
+builtin cannot make a wrong program pass. Any other test runs in the child and passes
+when it raises nothing; it is ``weak`` (``SandboxResult.weak``, and "passed (weak)" in a
+run's trace): a program can walk stack frames to the prelude's reporter and key and forge
+its verdict. Records travel on a private HMAC-authenticated pipe; stdout is never parsed.
+
+Measured by ``experiments/sandbox_attack.py`` (see the README for the figures).
 """
 
 from __future__ import annotations
@@ -470,7 +445,8 @@ def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
             if iso.wall != "none":
                 wall = {"uid": iso.uid, "gid": iso.gid, "landlock": iso.landlock,
                         "root": root, "pivot_root_nr": PIVOT_ROOT.get(os.uname().machine, 155),
-                        "paths": view_paths(workdir) if iso.filesystem else []}
+                        "paths": view_paths(workdir) if iso.filesystem and iso.wall != "bwrap"
+                        else []}
             payload = json.dumps({
                 "key": key.hex(), "fd": result_w, "workdir": workdir, "program": program,
                 "setup": setup, "audit": audit, "memory_mb": int(memory_mb),
@@ -485,7 +461,9 @@ def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
             env = {"PATH": _CLEAN_PATH, "HOME": workdir, "TMPDIR": workdir,
                    "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
                    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            cmd = [*iso.prefix, sys.executable, "-I", "-B", "-c", _LOADER]
+            per_run = ["--bind", workdir, workdir, "--chdir", workdir, "--"] \
+                if iso.wall == "bwrap" else []
+            cmd = [*iso.prefix, *per_run, sys.executable, "-I", "-B", "-c", _LOADER]
             try:
                 proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

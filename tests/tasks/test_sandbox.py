@@ -330,7 +330,7 @@ def test_api_keys_never_reach_the_child(monkeypatch):
 
 
 def kill_program(pid: int) -> str:
-    calls = [f"os.kill(os.getppid(), 9)", f"os.kill({pid}, 9)", f"os.killpg(os.getpgid({pid}), 9)",
+    calls = ["os.kill(os.getppid(), 9)", f"os.kill({pid}, 9)", f"os.killpg(os.getpgid({pid}), 9)",
              "os.killpg(0, 9)", "os.kill(-1, 9)", f"signal.pidfd_send_signal(os.pidfd_open({pid}), 9)"]
     body = "".join(f"try:\n    {c}\nexcept Exception as e:\n    print(repr(e))\n" for c in calls)
     return "import os, signal\n" + body
