@@ -6,6 +6,7 @@ machine lacks is skipped, and the reason names the layer."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,4 +48,15 @@ def test_kernel_layers_alone_contain(attack):
 @pytest.mark.parametrize("attack", [a for a in ATTACKS if a.category == "forging"], ids=lambda a: a.name)
 def test_no_forged_pass_on_equality_tests(attack):
     row = suite.run_attack(attack, "both")
+    assert row["contained"], row
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.category in suite.SIDE_EFFECTS
+                                    and a.category != "resources"], ids=lambda a: a.name)
+def test_bubblewrap_alone_contains(attack):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap (bwrap) is not installed here: only its cases are skipped")
+    if suite.mode_kwargs("kernel") and suite._bwrap() is None:
+        pytest.skip("bwrap is installed but cannot build a sandbox here (no user namespaces?)")
+    row = suite.run_attack(attack, "bwrap")
     assert row["contained"], row
