@@ -572,6 +572,22 @@ def run_attack(attack: Attack, mode: str) -> dict:
                 "status": status, "seconds": round(time.monotonic() - started, 3)}
 
 
+def seconds_per_run(modes: list[str], runs: int) -> dict[str, float]:
+    """Median wall time of one trivial sandboxed run per mode (and with no layer at all),
+    measured side by side, so the price of each layer shows."""
+    import statistics
+    program, tests = "def f(x):\n    return x + 1\n", ["assert f(1) == 2", "assert f(2) == 3"]
+    kwargs = {m: mode_kwargs(m) for m in modes}
+    kwargs["none"] = {"audit": False, "isolate": False}
+    times: dict[str, list[float]] = {m: [] for m in kwargs}
+    for _ in range(runs):
+        for mode, kw in kwargs.items():
+            r = run_sandboxed(program, tests, **LIMITS, **kw)
+            assert r.passed, (mode, r.detail)
+            times[mode].append(r.duration_s)
+    return {m: round(statistics.median(t), 4) for m, t in times.items()}
+
+
 def summarise(rows: list[dict]) -> dict:
     out: dict = {}
     for row in rows:
@@ -612,13 +628,15 @@ def main(argv: list[str] | None = None) -> int:
             if not rows[-1]["contained"]:
                 print(f"NOT CONTAINED [{mode}] {attack.category}: {attack.name} ({rows[-1]['status']})")
     summary = summarise(rows)
+    timing = seconds_per_run(modes, 3 if args.smoke else 15)
     bwrap = _bwrap() if "bwrap" in modes else None
     report = {"isolation": iso.describe(), "layers": list(iso.layers), "attacks": len(chosen),
               "bwrap_isolation": bwrap.describe() if bwrap else None, "modes": modes,
-              "limits": LIMITS, "summary": summary, "rows": rows, "smoke": args.smoke,
+              "limits": LIMITS, "summary": summary, "seconds_per_run": timing, "rows": rows, "smoke": args.smoke,
               "command": "python experiments/sandbox_attack.py" + (" --smoke" if args.smoke else "")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sandbox_attack.json").write_text(json.dumps(report, indent=1) + "\n")
+    print("median seconds per run: " + ", ".join(f"{m} {t:.3f}" for m, t in timing.items()))
     for mode, cats in summary.items():
         print(mode + ": " + ", ".join(f"{k} {v['contained']}/{v['total']}" for k, v in cats.items()))
     return 0

@@ -140,11 +140,21 @@ def bwrap_prefix(bwrap: str) -> tuple[str, ...]:
     return (*args, "--proc", "/proc", "--dev", "/dev")
 
 
+def _has_pdeathsig(setpriv: str) -> bool:
+    """util-linux's setpriv has ``--pdeathsig`` from 2.33 on."""
+    try:
+        out = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=10,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--pdeathsig" in out.stdout
+
+
 def _candidates() -> list[Isolation]:
     """Strongest first: as root, ``unshare`` with the worker as ``nobody``; bubblewrap when
     installed; ``unshare`` in a user namespace; namespaces without a filesystem view."""
     unshare, setpriv, bwrap = shutil.which("unshare"), shutil.which("setpriv"), shutil.which("bwrap")
-    death = [setpriv, "--pdeathsig", "KILL"] if setpriv else []
+    death = [setpriv, "--pdeathsig", "KILL"] if setpriv and _has_pdeathsig(setpriv) else []
     ns = ["--mount", "--net", "--pid", "--fork", "--kill-child", "--"]
     found = []
     if unshare and os.geteuid() == 0:
@@ -154,7 +164,7 @@ def _candidates() -> list[Isolation]:
         except KeyError:
             uid = gid = 65534
         found.append(Isolation(True, True, f"nobody ({uid})", (), (*death, unshare, *ns),
-                               uid, gid, True, -1, bool(setpriv), "unshare"))
+                               uid, gid, True, -1, bool(death), "unshare"))
     if bwrap:
         user = "uid 65534 in a user namespace" if os.geteuid() == 0 else None
         found.append(Isolation(True, True, user, (), bwrap_prefix(bwrap), None, None, True, -1,
@@ -162,11 +172,11 @@ def _candidates() -> list[Isolation]:
     if unshare:
         found.append(Isolation(True, True, None, (), (*death, unshare, "--user",
                                                        "--map-root-user", *ns),
-                               None, None, True, -1, bool(setpriv), "unshare --user"))
+                               None, None, True, -1, bool(death), "unshare --user"))
         for user in ([[]] if os.geteuid() == 0 else []) + [["--user", "--map-root-user"]]:
             found.append(Isolation(True, True, None, (), (*death, unshare, *user, "--net",
                                                           "--pid", "--fork", "--kill-child", "--"),
-                                   pdeathsig=bool(setpriv)))
+                                   pdeathsig=bool(death)))
     return found
 
 
