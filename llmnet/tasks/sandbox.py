@@ -101,9 +101,10 @@ class SandboxResult:
     """The verdict on one program: ``passed`` only if every test has an authentic pass.
 
     ``per_test``, ``test_errors`` (exception type name, "" on success, "not run" when
-    the child stopped first) and ``test_outputs`` (a digest of the values compared by
-    ``assert x == y`` and of bare expression statements in the test) line up with the
-    tests that were given.
+    the child stopped first), ``test_outputs`` (a digest of the values the test's calls
+    returned, or of those compared by ``assert x == y`` and of bare expression statements
+    in a weak test) and ``weak`` (judged inside the sandbox, forgeable by the program)
+    line up with the tests that were given.
     """
 
     passed: bool
@@ -150,7 +151,6 @@ def sandbox_isolation() -> Isolation:
             remove_stale_dirs()
             _isolation = find_isolation(run_sandboxed)
         return _isolation
-
 
 
 # --------------------------------------------------------------------------- concurrency
