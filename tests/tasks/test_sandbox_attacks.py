@@ -1,24 +1,17 @@
-"""The hostile suite of ``experiments/sandbox_attack.py``, as tests: every program that aims
-at a side effect is contained by the kernel layers alone (``audit=False``), and no wrong
-program passes an equality-form test with every layer on. An attack needing a layer this
+"""The hostile suite (``tests/tasks/sandbox_attacks.py``; ``experiments/sandbox_attack.py``
+reports it) as tests: every program that aims at a side effect is contained by the kernel
+layers alone (``audit=False``), and no wrong program passes an equality-form test with every
+layer on. An attack needing a layer this
 machine lacks is skipped, and the reason names the layer."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
 from llmnet.tasks.sandbox import sandbox_isolation
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("sandbox_attack", ROOT / "experiments" / "sandbox_attack.py")
-suite = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("sandbox_attack", suite)
-_spec.loader.exec_module(suite)
+from tests.tasks import sandbox_attacks as suite
 
 ISO = sandbox_isolation()
 NEEDS = {"resources": ("pid",), "files": ("filesystem",), "secrets": ("filesystem",), "network": ("network",),
@@ -56,7 +49,7 @@ def test_no_forged_pass_on_equality_tests(attack):
 def test_bubblewrap_alone_contains(attack):
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap (bwrap) is not installed here: only its cases are skipped")
-    if suite.mode_kwargs("kernel") and suite._bwrap() is None:
+    if suite.bwrap_isolation() is None:
         pytest.skip("bwrap is installed but cannot build a sandbox here (no user namespaces?)")
     row = suite.run_attack(attack, "bwrap")
     assert row["contained"], row
