@@ -85,7 +85,7 @@ def sandbox_attack(d: dict) -> str:
     s = d["summary"]
     parts = [f"{mode}: side effects {s[mode]['all side effects']['contained']}/{s[mode]['all side effects']['total']}, "
              f"forged passes stopped {s[mode]['forging']['contained']}/{s[mode]['forging']['total']}"
-             for mode in ("kernel", "hook", "both", "bwrap") if mode in s]
+             for mode in ("kernel", "hook", "both", "bwrap", "userns") if mode in s]
     weak = s.get("both", {}).get("weak tests")
     tail = f"; weak (non-equality) tests forged {weak['total'] - weak['contained']}/{weak['total']}" if weak else ""
     return f"{d['attacks']} hostile programs, contained by " + "; ".join(parts) + tail
@@ -106,7 +106,7 @@ ROWS = [  # script, what it measures, output under experiments/out, headline
     ("smart_guarantee.py", "how often each SMART bound's guarantee fails (simulated)", "smart_guarantee.json",
      smart_guarantee),
     ("smart_local.py", "SMART on real local subgraphs", "smart_local.json", smart_local),
-    ("sandbox_attack.py", "hostile programs vs the sandbox: kernel layers alone (unshare; bwrap), audit hook "
+    ("sandbox_attack.py", "hostile programs vs the sandbox: kernel layers alone (unshare; bwrap; userns), audit hook "
      "alone, both",
      "sandbox_attack.json", sandbox_attack),
     ("fake_openai_server.py", "the loopback OpenAI-compatible test server the benchmarks use", None, None),

@@ -28,10 +28,11 @@ from llmnet.tasks.sandbox import run_sandboxed, sandbox_isolation  # noqa: E402
 from tests.tasks.sandbox_attacks import (  # noqa: E402
     LIMITS,
     SIDE_EFFECTS,
+    WALLS,
     attacks,
-    bwrap_isolation,
     mode_kwargs,
     run_attack,
+    wall_isolation,
 )
 
 
@@ -67,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "out")
     ap.add_argument("--smoke", action="store_true", help="one attack per category (seconds)")
-    ap.add_argument("--modes", default="kernel,hook,both,bwrap",
-                    help="bwrap: the kernel layers alone with bubblewrap as the wall (when installed)")
+    ap.add_argument("--modes", default="kernel,hook,both,bwrap,userns",
+                    help="bwrap / userns: the kernel layers alone with bubblewrap / unshare in a user "
+                         "namespace as the wall (when usable here and not already the default)")
     args = ap.parse_args(argv)
     iso = sandbox_isolation()
-    modes = [m for m in args.modes.split(",") if m != "bwrap" or (
-        iso.wall != "bwrap" and bwrap_isolation() is not None)]
+    modes = [m for m in args.modes.split(",") if m not in WALLS or (
+        iso.wall != WALLS[m] and wall_isolation(m) is not None)]
     chosen = attacks()
     if args.smoke:
         seen: set[str] = set()
@@ -91,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"NOT CONTAINED [{mode}] {attack.category}: {attack.name} ({rows[-1]['status']})")
     summary = summarise(rows)
     timing = seconds_per_run(modes, 3 if args.smoke else 15)
-    bwrap = bwrap_isolation() if "bwrap" in modes else None
+    walls = {m: wall_isolation(m).describe() for m in modes if m in WALLS}
     report = {"isolation": iso.describe(), "layers": list(iso.layers), "attacks": len(chosen),
-              "bwrap_isolation": bwrap.describe() if bwrap else None, "modes": modes,
+              "walls": walls, "modes": modes,
               "limits": LIMITS, "summary": summary, "seconds_per_run": timing, "rows": rows, "smoke": args.smoke,
               "command": "python experiments/sandbox_attack.py" + (" --smoke" if args.smoke else "")}
     args.out.mkdir(parents=True, exist_ok=True)

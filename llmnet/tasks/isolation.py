@@ -65,7 +65,8 @@ class Isolation:
         """The kernel layers that are active, by name."""
         named = (("filesystem", self.filesystem), ("network", self.network_namespace),
                  ("pid", self.pid_namespace), ("landlock", self.landlock > 0),
-                 ("no-capabilities", self.wall != "none"), ("uid-drop", self.user is not None),
+                 ("no-capabilities", self.wall != "none"),
+                 ("uid-drop", self.uid is not None or "65534" in (self.user or "")),
                  ("pdeathsig", self.pdeathsig))
         return tuple(name for name, on in named if on)
 
@@ -170,8 +171,8 @@ def _candidates() -> list[Isolation]:
         found.append(Isolation(True, True, user, (), bwrap_prefix(bwrap), None, None, True, -1,
                                True, "bwrap"))
     if unshare:
-        found.append(Isolation(True, True, None, (), (*death, unshare, "--user",
-                                                       "--map-root-user", *ns),
+        found.append(Isolation(True, True, "llmnet's uid as root of a user namespace", (),
+                               (*death, unshare, "--user", "--map-root-user", *ns),
                                None, None, True, -1, bool(death), "unshare --user"))
         for user in ([[]] if os.geteuid() == 0 else []) + [["--user", "--map-root-user"]]:
             found.append(Isolation(True, True, None, (), (*death, unshare, *user, "--net",

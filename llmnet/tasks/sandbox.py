@@ -71,7 +71,12 @@ from importlib import resources
 from typing import Literal
 
 from llmnet.errors import LlmnetError
-from llmnet.tasks.checks import EqualityTest, decode_value, split_equality_test, values_equal
+from llmnet.tasks.checks import (
+    EqualityTest,
+    decode_value,
+    split_equality_test,
+    values_equal,
+)
 from llmnet.tasks.isolation import (
     DIR_PREFIX,
     NO_ISOLATION,

@@ -35,23 +35,28 @@ from llmnet.tasks.sandbox import SandboxResult, run_sandboxed
 ROOT = Path(__file__).resolve().parents[2]
 
 LIMITS = {"timeout_s": 3, "cpu_s": 2, "memory_mb": 256}
-MODES = {"kernel": {"audit": False}, "hook": {"isolate": False}, "both": {}, "bwrap": {"audit": False}}
+MODES = {"kernel": {"audit": False}, "hook": {"isolate": False}, "both": {}}
+WALLS = {"bwrap": "bwrap", "userns": "unshare --user"}    # extra modes: one wall, kernel alone
 
 
-@functools.lru_cache(maxsize=1)
-def bwrap_isolation():
-    return isolation_for("bwrap", run_sandboxed)
+@functools.lru_cache(maxsize=None)
+def wall_isolation(mode: str):
+    """The probed isolation of an extra mode's wall, or None where this machine lacks it."""
+    return isolation_for(WALLS[mode], run_sandboxed)
 
 
 def mode_kwargs(mode: str) -> dict:
-    """``run_sandboxed`` options of a mode; "bwrap": the kernel layers alone with bubblewrap as
-    the wall (when it is installed but not the wall this machine picks by default)."""
-    if mode != "bwrap":
+    """``run_sandboxed`` options of a mode; "bwrap" and "userns": the kernel layers alone with
+    bubblewrap, or ``unshare`` in a user namespace, as the wall (the walls a machine without
+    root, or with bubblewrap, would pick)."""
+    if mode in MODES:
         return dict(MODES[mode])
-    iso = bwrap_isolation()
+    iso = wall_isolation(mode)
     if iso is None:
-        raise RuntimeError("bubblewrap is not usable here")
+        raise RuntimeError(f"the {WALLS[mode]} wall is not usable here")
     return {"audit": False, "_iso": iso}
+
+
 SIDE_EFFECTS = ("resources", "files", "secrets", "network", "processes", "interpreter")
 
 

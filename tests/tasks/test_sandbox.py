@@ -14,7 +14,13 @@ import uuid
 import psutil
 import pytest
 
-from llmnet.tasks.sandbox import SandboxResult, arun_sandboxed, run_sandboxed, sandbox_isolation, set_max_concurrency
+from llmnet.tasks.sandbox import (
+    SandboxResult,
+    arun_sandboxed,
+    run_sandboxed,
+    sandbox_isolation,
+    set_max_concurrency,
+)
 
 FAST = {"timeout_s": 5, "cpu_s": 3, "memory_mb": 256}
 ISO = sandbox_isolation()

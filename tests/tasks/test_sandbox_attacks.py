@@ -44,12 +44,13 @@ def test_no_forged_pass_on_equality_tests(attack):
     assert row["contained"], row
 
 
+@pytest.mark.parametrize("mode", ["bwrap", "userns"])
 @pytest.mark.parametrize("attack", [a for a in ATTACKS if a.category in suite.SIDE_EFFECTS
                                     and a.category != "resources"], ids=lambda a: a.name)
-def test_bubblewrap_alone_contains(attack):
-    if shutil.which("bwrap") is None:
+def test_the_other_walls_alone_contain(attack, mode):
+    if mode == "bwrap" and shutil.which("bwrap") is None:
         pytest.skip("bubblewrap (bwrap) is not installed here: only its cases are skipped")
-    if suite.bwrap_isolation() is None:
-        pytest.skip("bwrap is installed but cannot build a sandbox here (no user namespaces?)")
-    row = suite.run_attack(attack, "bwrap")
+    if suite.wall_isolation(mode) is None:
+        pytest.skip(f"the {suite.WALLS[mode]} wall cannot be built here (no user namespaces?)")
+    row = suite.run_attack(attack, mode)
     assert row["contained"], row
