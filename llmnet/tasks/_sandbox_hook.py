@@ -15,10 +15,10 @@ before the program starts; changing the working directory is refused (so a threa
 it cannot race the path check) and so is opening a directory outside the temp dir (so a
 ``dir_fd``, which the ``open`` event does not show, can only point inside it).
 
-What the hook cannot stop (the kernel layers do): a program that walks frames
-(``sys._getframe``, a traceback's ``tb_frame``) reaches the prelude's reporting function and
-key (so verdicts computed in the child, "weak" tests, can be forged); crafted bytecode or
-memory access through a module loaded before the hook; bugs in CPython.
+What the hook cannot stop: a program that walks frames (``sys._getframe``, a traceback's
+``tb_frame``) reaches the prelude's reporting function and key, so verdicts computed in the
+child ("weak" tests) can be forged; crafted bytecode or memory access through a module loaded
+before the hook; bugs in CPython. Side effects are then the kernel layers' to stop.
 """
 
 
