@@ -94,6 +94,14 @@ def bench_serve(d: dict) -> str:
     return "; ".join(f"call latency {r['latency_s']}s: {r['served_rps_median']:.0f} vs {r['direct_rps_median']:.0f} req/s, "
                      f"HTTP layer {r['http_overhead']:.0%}" for r in d["results"]) + \
         f" ({d['results'][0]['clients']} clients; goal < 20%)"
+def sandbox_attack(d: dict) -> str:
+    s = d["summary"]
+    parts = [f"{mode}: side effects {s[mode]['all side effects']['contained']}/{s[mode]['all side effects']['total']}, "
+             f"forged passes stopped {s[mode]['forging']['contained']}/{s[mode]['forging']['total']}"
+             for mode in ("kernel", "hook", "both", "bwrap", "userns") if mode in s]
+    weak = s.get("both", {}).get("weak tests")
+    tail = f"; weak (non-equality) tests forged {weak['total'] - weak['contained']}/{weak['total']}" if weak else ""
+    return f"{d['attacks']} hostile programs, contained by " + "; ".join(parts) + tail
 
 
 ROWS = [  # script, what it measures, output under experiments/out, headline
@@ -115,6 +123,9 @@ ROWS = [  # script, what it measures, output under experiments/out, headline
     ("smart_local.py", "SMART on real local subgraphs", "smart_local.json", smart_local),
     ("bench_serve.py", "llmnet serve vs ainvoke directly, requests/s at 64 clients (simulated network)",
      "bench_serve.json", bench_serve),
+    ("sandbox_attack.py", "hostile programs vs the sandbox: kernel layers alone (unshare; bwrap; userns), audit hook "
+     "alone, both",
+     "sandbox_attack.json", sandbox_attack),
     ("fake_openai_server.py", "the loopback OpenAI-compatible test server the benchmarks use", None, None),
 ]
 

@@ -85,6 +85,7 @@ class Totals:
         self.per_node: dict[str, Usage] = {}
         self.per_model: dict[str, Usage] = {}
         self.branches: dict[str, dict[str, int]] = {}
+        self.programs = self.weak_passes = 0    # sandboxed programs; passes judged in-child
 
     def add(self, rec: dict[str, Any]) -> None:
         self.queries += 1
@@ -98,6 +99,9 @@ class Totals:
                 for bucket in (self.per_node.setdefault(node, Usage()),
                                self.per_model.setdefault(entry["model"], Usage()), self.total):
                     bucket.add_dict(u)
+            for status in entry.get("sandbox", ()):
+                self.programs += 1
+                self.weak_passes += status == "passed (weak)"
             if "branch" in entry:
                 counts = self.branches.setdefault(node, {})
                 counts[entry["branch"]] = counts.get(entry["branch"], 0) + 1
@@ -125,6 +129,8 @@ class Totals:
             "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
             "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
             "branches": self.branches,
+            **({"sandbox": {"programs": self.programs, "weak_passes": self.weak_passes}}
+               if self.programs else {}),
             **extra,
         }
 

@@ -1,26 +1,25 @@
 """The trusted prelude that runs inside the sandbox, before and around the untrusted program.
 
-Never imported to run: ``llmnet.tasks.sandbox`` reads this file's source text and sends it to
-the sandboxed interpreter as the first line of its stdin, followed by ``_prelude()``;
-the prelude then reads its instructions (the JSON after that line), sets the resource
-limits, installs the audit hook, runs the program, the setup and each test, and reports
-one HMAC-authenticated record per step on a private pipe. So this module must stay
-self-contained: standard library only, imported inside ``_prelude``.
+Never imported to run: ``llmnet.tasks.sandbox`` sends the source of ``_sandbox_wall.py``,
+``_sandbox_hook.py`` and this file, followed by ``_prelude()``, to the sandboxed interpreter
+as the first line of its stdin. The prelude reads its instructions (the JSON after that
+line); as process 1 of fresh namespaces it builds the filesystem view, forks the worker and
+waits (``_wall_init``); the worker drops every privilege (``_wall_lock``), sets the
+resource limits, installs the audit hook (``_hook_arm``), runs the program and the setup,
+then each test: a weak test (any snippet) runs here and reports pass or fail; an equality
+test reports only the values of its calls, as tagged JSON, for the parent to compare. One
+HMAC-authenticated record per step goes out on a private pipe. Standard library only.
 
-Everything the prelude still needs once the program has run is bound to a local first
-(default arguments), so that monkey-patching builtins or modules cannot change what it
-reports.
+Everything the prelude still needs once the program has run is bound to a local first, so
+that monkey-patching builtins or modules cannot change what it reports.
 """
 
 
 def _prelude():
-    import _posixsubprocess
-    import _signal
     import ast
     import builtins as B
     import json
     import os
-    import posix
     import resource
     import signal
     import sys
@@ -33,17 +32,23 @@ def _prelude():
         from hashlib import sha256
         from hmac import digest as mac
     # everything used after the program has run is a local, out of reach of monkey-patching
-    type, int, bytes, len, any, repr, isinstance, enumerate = (B.type, B.int, B.bytes, B.len,
-        B.any, B.repr, B.isinstance, B.enumerate)
-    S, BE, PE = B.str, B.BaseException, B.PermissionError
-    rep, sjoin, senc, ssplit, sstarts = S.replace, S.join, S.encode, S.split, S.startswith
-    write, exit_, getcwd, readlink, fspath = os.write, os._exit, posix.getcwd, posix.readlink, os.fspath
-    WFLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+    type, int, bytes, len, repr, isinstance, enumerate = (B.type, B.int, B.bytes, B.len,
+        B.repr, B.isinstance, B.enumerate)
+    S, BE = B.str, B.BaseException
+    rep, sjoin, senc = S.replace, S.join, S.encode
+    write, exit_ = os.write, os._exit
     cfg = json.loads(sys.stdin.buffer.read())      # the rest of stdin, after this text
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
     key, fd, wd = bytes.fromhex(cfg.pop("key")), cfg["fd"], cfg["workdir"]
+    wall = cfg.get("wall")
+    if wall is not None:        # process 1 of fresh namespaces: build the view, fork, lock
+        if wall.get("paths"):
+            _wall_view(wall)  # noqa: F821 (sent with _sandbox_wall.py)
+            _wall_init()  # noqa: F821
+        os.chdir(wd)
+        _wall_lock(wall, wd)  # noqa: F821
 
     def text(x, n=300):
         try:
@@ -52,8 +57,10 @@ def _prelude():
             s = "<unprintable>"
         return rep(rep(rep(s, "\t", " "), "\n", " "), "\r", " ")
 
-    def emit(*fields):
-        body = senc(sjoin("\t", [text(f) for f in fields]), "utf-8", "backslashreplace")
+    def emit(*fields, raw=None):
+        # raw: a JSON text (no tab, no newline), sent whole
+        parts = [text(f) for f in fields] + ([] if raw is None else [raw])
+        body = senc(sjoin("\t", parts), "utf-8", "backslashreplace")
         try:
             write(fd, body + b"\t" + senc(mac(key, body, "sha256").hex()) + b"\n")
         except BE:
@@ -64,16 +71,8 @@ def _prelude():
     limits = [(R.RLIMIT_AS, cfg["memory_mb"] << 20), (R.RLIMIT_CPU, cfg["cpu_s"]),
               (R.RLIMIT_CORE, 0), (R.RLIMIT_FSIZE, cfg["max_file_bytes"]),
               (R.RLIMIT_NOFILE, 256)]
-    uid = os.getuid()
-    if uid != 0 and os.path.isdir("/proc"):     # RLIMIT_NPROC counts all the uid's threads
-        mine = 0
-        for p in os.listdir("/proc"):
-            try:
-                if p.isdigit() and os.stat("/proc/" + p).st_uid == uid:
-                    mine += len(os.listdir("/proc/" + p + "/task"))
-            except OSError:
-                pass
-        limits.append((R.RLIMIT_NPROC, mine + cfg["max_procs"]))
+    if cfg.get("nproc_base") is not None:        # the uid's threads, counted by the parent
+        limits.append((R.RLIMIT_NPROC, cfg["nproc_base"] + cfg["max_procs"]))
     for which, soft in limits:
         cur = R.getrlimit(which)[1]
         hard = soft + 1 if which == R.RLIMIT_CPU else soft
@@ -106,123 +105,21 @@ def _prelude():
             return e
     program = compiled(cfg["program"], "<solution>", False)
     setup = compiled(cfg["setup"], "<setup>", False)
-    tests = [compiled(t, "<test %d>" % i, True) for i, t in enumerate(cfg["tests"])]
+    def calls(srcs, i):
+        out = []
+        for j, c in enumerate(srcs):
+            try:
+                out.append(compile(c, "<test %d.%d>" % (i, j), "eval", dont_inherit=True))
+            except BE as e:
+                out.append(e)
+        return out
+    tests = [compiled(t, "<test %d>" % i, True) if type(t) is S else calls(t["calls"], i)
+             for i, t in enumerate(cfg["tests"])]
 
-    # -- the audit hook
-    wds = (wd, os.path.realpath(wd))
     roots = {os.path.realpath(p) for p in sys.path if p} | set(sys.path) | {
         sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
         os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
         "/usr/share/zoneinfo", "/etc/localtime", "/dev/null", "/dev/urandom", "/dev/zero"}
-    roots = tuple(r for r in roots if r.startswith("/")) + wds
-    writable = ("/dev/null", "/dev/stdout", "/dev/stderr")
-    HOT = frozenset(("exec", "compile", "object.__getattr__", "object.__setattr__",
-        "object.__delattr__", "builtins.id", "code.__new__", "sys._getframe", "marshal.loads",
-        "os.listdir", "os.scandir", "function.__new__", "os.putenv", "os.unsetenv", "os.chdir"))
-    DENY = frozenset(("os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn",
-        "os.system", "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg",
-        "signal.pthread_kill", "resource.setrlimit", "resource.prlimit", "gc.get_objects",
-        "gc.get_referrers", "gc.get_referents", "sys._current_frames",
-        "sys._current_exceptions", "os.symlink", "os.link", "socket.connect", "socket.bind",
-        "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname",
-        "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo",
-        "socket.sethostname", "http.client.connect", "ftplib.connect", "smtplib.connect",
-        "poplib.connect", "imaplib.open", "nntplib.connect", "telnetlib.Telnet.open",
-        "urllib.Request", "webbrowser.open", "sqlite3.enable_load_extension",
-        "sqlite3.load_extension", "cpython.PyInterpreterState_New"))
-    DENY_IMPORT = frozenset(("_posixsubprocess", "_signal", "posix", "_cffi_backend", "cffi",
-        "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_testcapi",
-        "_testinternalcapi", "_testmultiphase"))
-    PATHS = {"os.remove": ((0, 1),), "os.rmdir": ((0, 1),), "os.mkdir": ((0, 2),),
-        "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.utime": ((0, 3),),
-        "os.truncate": ((0, 9),), "os.setxattr": ((0, 9),), "os.removexattr": ((0, 9),),
-        "os.chflags": ((0, 9),), "os.lchflags": ((0, 9),), "os.rename": ((0, 2), (1, 3))}
-
-    def absolute(p, dir_fd=None):
-        if type(p) is int:
-            p = readlink("/proc/self/fd/%d" % p)
-            return p if sstarts(p, "/") else ""        # a pipe or socket, not a path
-        if type(p) is not S and type(p) is not bytes:
-            p = fspath(p)
-        if type(p) is bytes:
-            p = bytes.decode(p, "utf-8", "surrogateescape")
-        if type(p) is not S:
-            return None
-        if not sstarts(p, "/"):
-            base = getcwd() if dir_fd in (None, -1) else readlink("/proc/self/fd/%d" % dir_fd)
-            p = base + "/" + p
-        parts = []
-        for part in ssplit(p, "/"):
-            if part == "..":
-                if parts:
-                    parts.pop()
-            elif part != "" and part != ".":
-                parts.append(part)
-        return "/" + sjoin("/", parts)
-
-    def under(p, tops):
-        return any(p == t or sstarts(p, t + "/") for t in tops)
-
-    def inside(p, dir_fd=None):
-        try:
-            a = absolute(p, dir_fd)
-        except BE:
-            return False
-        return a == "" or (a is not None and (under(a, wds) or a in writable))
-
-    def verdict(event, args):
-        # None: allowed; else (mark the sample blocked?, reason)
-        if event in DENY:
-            return True, ""
-        if event == "open":
-            path, mode, flags = args
-            if type(path) is int:
-                return None
-            w = flags & WFLAGS if mode is None else any(c in mode for c in "wax+")
-            if w:
-                return None if inside(path) else (True, "write outside the sandbox:")
-            try:
-                a = absolute(path)
-            except BE:
-                a = None
-            return None if a is not None and (a == "" or under(a, roots)) else (False, "")
-        if event in PATHS:
-            for i, d in PATHS[event]:
-                if not inside(args[i], args[d] if d < len(args) else None):
-                    return True, "outside the sandbox:"
-            return None
-        if event == "import":
-            return (True, "") if args[0] in DENY_IMPORT else None
-        if event == "socket.__new__":
-            return None if args[1] == 1 else (True, "address family %s" % args[1])
-        if event == "sqlite3.connect":
-            db = args[0]
-            ok = db in (":memory:", "", b":memory:", b"") or (
-                type(db) is S and not sstarts(db, "file:") and inside(db))
-            return None if ok else (True, "database outside the sandbox:")
-        if sstarts(event, "ctypes."):
-            return None if event == "ctypes.dlopen" and args[0] is None else (True, "")
-        return None
-
-    reported = [0]
-
-    def hook(event, args):
-        if event in HOT:
-            return
-        v = verdict(event, args)
-        if v is None:
-            return
-        if v[0]:
-            if reported[0] < 8:
-                arg = args[0] if args and type(args[0]) in (S, int, bytes, B.tuple) else ""
-                emit("B", event, v[1] + " " + text(arg, 120))
-            reported[0] += 1
-        raise PE("llmnet sandbox: " + event + " is not allowed")
-
-    def stub(name):
-        def refuse(*a, **k):
-            hook(name, ())
-        return refuse
 
     # -- run
     solution = types.ModuleType("solution")
@@ -262,16 +159,74 @@ def _prelude():
             return describe(e, where)
         return None
 
+    BASES = (B.bool, B.int, B.float, S, B.list, B.tuple, B.dict, B.set, B.frozenset)
+    quote, getattr_, irepr, frepr = json.encoder.encode_basestring_ascii, B.getattr, \
+        B.int.__repr__, B.float.__repr__
+    TAGS = {B.tuple: '{"tuple":[', B.set: '{"set":[', B.frozenset: '{"frozenset":['}
+
+    def plain(v, depth, budget):
+        # the value as tagged JSON text; the parent compares it with the expected value.
+        # Subclasses of plain types are read through the base type's own methods, so an
+        # overridden __eq__, __iter__ or __repr__ is never asked; anything else is refused.
+        budget[0] += 1
+        if depth > 100 or budget[0] > 1_000_000:
+            raise ValueError("result too large or too deep")
+        if v is None:
+            return "null"
+        t = type(v)
+        base = t if t in BASES else None
+        for b in BASES if base is None else ():
+            if isinstance(v, b):
+                base = b
+                break
+        if base is B.bool:
+            return "true" if v is True else "false"
+        if base is B.int:
+            return irepr(B.int.__index__(v))
+        if base is B.float:
+            f = B.float.__float__(v)
+            return frepr(f) if f - f == 0 else \
+                '{"float":"%s"}' % ("nan" if f != f else "inf" if f > 0 else "-inf")
+        if base is S:
+            return quote(S.__str__(v))
+        if base is B.list:
+            return "[" + sjoin(",", [plain(x, depth + 1, budget) for x in B.list.__iter__(v)]) + "]"
+        if base in TAGS:
+            return TAGS[base] + sjoin(",", [plain(x, depth + 1, budget)
+                                            for x in base.__iter__(v)]) + "]}"
+        if base is B.dict:
+            return '{"dict":[' + sjoin(",", ["[" + plain(k, depth + 1, budget) + "," +
+                                             plain(x, depth + 1, budget) + "]"
+                                             for k, x in B.dict.items(v)]) + "]}"
+        if getattr_(t, "__module__", "") == "numpy" and t.__name__ != "ndarray":
+            return plain(v.item(), depth + 1, budget)          # a numpy scalar
+        raise TypeError("not plain data: " + text(t.__name__, 60))
+
+    def value(code, i, j, _eval=eval):
+        if isinstance(code, BE):
+            return "0", describe(code, "<test %d.%d>" % (i, j))[0], ""
+        try:
+            v = _eval(code, ns)
+        except BE as e:
+            return "0", describe(e, "<test %d.%d>" % (i, j))[0], ""
+        try:
+            out = plain(v, 0, [0])
+        except BE as e:
+            return "0", "NotPlainData", text(e, 120)
+        return ("1", "", out) if len(out) <= cfg["max_value"] else ("0", "ResultTooLarge", "")
+
     stdout, stderr, clock = sys.stdout, sys.stderr, time.perf_counter
     if cfg["audit"]:
-        DENY |= {"_posixsubprocess.fork_exec", "signal.pidfd_send_signal"}
-        _posixsubprocess.fork_exec = stub("_posixsubprocess.fork_exec")
-        _signal.pidfd_send_signal = signal.pidfd_send_signal = stub("signal.pidfd_send_signal")
-        sys.addaudithook(hook)
+        _hook_arm(wd, roots, emit, text)  # noqa: F821 (sent with _sandbox_hook.py)
     failure = run(program, "<solution>") or run(setup, "<setup>")
     emit("P", "0" if failure else "1", *(failure or ("", "")))
     if failure is None:
         for i, code in enumerate(tests):
+            if type(code) is B.list:                  # calls whose value the parent checks
+                for j, c in enumerate(code):
+                    ok, err, out = value(c, i, j)
+                    emit("V", i, j, ok, err, raw=out if ok == "1" else text(out))
+                continue
             box[0], box[1] = sha256(), 0
             ns["__llmnet_capture__"] = capture
             t0 = clock()

@@ -154,7 +154,7 @@ async def run_programs(task: dict[str, Any], texts: Sequence[str], **limits: Any
 
 
 def _short_status(result: SandboxResult) -> str:
-    if result.passed:
-        return result.status
+    if result.passed:       # "weak": a test judged inside the sandbox, which a program can forge
+        return result.status + (" (weak)" if result.weak_verdict else "")
     detail = result.detail if result.detail.startswith(result.status) else f"{result.status}: {result.detail}"
     return detail[:90]

@@ -1,73 +1,48 @@
 """Run untrusted, model-written Python against tests in a sandboxed subprocess.
 
 Generated code never runs in the llmnet process. ``run_sandboxed(program, tests)``
-starts a fresh interpreter (``python -I -B``) in a new session, in a fresh temporary
-working directory that is removed afterwards, with a scrubbed environment (no
-inherited variable, so no API key; ``PATH=/usr/bin:/bin``). A trusted prelude runs
-first in the child: it reads its instructions from stdin, sets resource limits,
-installs an audit hook, then executes the program, the optional ``setup`` and each
-test (every test guarded on its own) and reports one authenticated line per test on
-a private pipe. The parent always kills the whole process group at the end.
+starts a fresh interpreter (``python -I -B``) in a new session, with a scrubbed
+environment (no inherited variable, so no API key; ``PATH=/usr/bin:/bin``), in a fresh
+temporary directory that is removed afterwards. The parent always kills the whole
+process group at the end. ``sandbox_isolation().describe()`` says which kernel layers
+this machine gives (``llmnet.tasks.isolation`` probes them once).
 
-Layers, strongest first (``sandbox_isolation()`` says which ones this machine has):
-
-Kernel-enforced (not bypassable from Python):
+The kernel is the wall (``llmnet.tasks._sandbox_wall``; not bypassable from Python):
+  * a filesystem view (mount namespace, ``pivot_root``): a read-only tmpfs root holding
+    only ``/usr``, the libraries, the interpreter's prefixes and ``sys.path``, a few
+    ``/etc`` files and ``/dev/null`` and kin, all read-only, a ``/proc`` of the sandbox's
+    own pid namespace, and the program's temp dir, the one writable place. ``/root``,
+    homes, caches, ``/tmp``, other processes do not exist for the program.
+  * no capability at all (bounding set emptied, secure bits locked, ``no_new_privs``) and,
+    when llmnet runs as root, the uid ``nobody``; elsewhere the same inside a user namespace.
+  * Landlock where the kernel has it: read the view, write the temp dir, no TCP bind or
+    connect, signals and abstract Unix sockets scoped to the sandbox.
+  * a network namespace (only a loopback that is down) and a pid namespace whose init is
+    a trusted process: when it exits, the kernel kills everything the program started;
+    ``setpriv --pdeathsig`` and ``unshare --kill-child`` make the chain die with llmnet,
+    and temp dirs left by a killed llmnet are removed at the next start.
   * resource limits: wall clock (parent kills the group), CPU seconds (RLIMIT_CPU),
     address space (RLIMIT_AS), file size (RLIMIT_FSIZE), open files, no core dumps,
-    process count (RLIMIT_NPROC: the uid's running threads + ``max_procs``; RLIMIT_NPROC
-    does not bind root, see the uid drop). stdout+stderr are read up to ``max_output``
-    bytes, then the group is killed.
-  * network namespace (``unshare --net``, probed once and cached): only a loopback
-    interface that is down, so no TCP/UDP anywhere, loopback included. Unix sockets
-    bound to a filesystem path stay reachable (subject to file permissions).
-  * pid namespace (``unshare --pid --fork --kill-child``): processes outside the
-    sandbox are invisible, so they cannot be signalled; when the sandbox's first
-    process dies the kernel kills everything it started, even what left the group.
-  * uid drop (when llmnet runs as root): the child runs as ``nobody`` with no groups
-    and ``no_new_privs``, so it cannot write root-owned files, signal root processes,
-    and RLIMIT_NPROC binds. When the interpreter is not readable by ``nobody`` (e.g.
-    a pyenv under ``/root``) it keeps one capability, CAP_DAC_READ_SEARCH, so it can
-    still READ every file on the machine: secrets stored in files are then protected
-    only by the audit hook below.
+    processes (RLIMIT_NPROC: the uid's running threads + ``max_procs``); stdout+stderr
+    are read up to ``max_output`` bytes, then the group is killed.
 
-Best effort, in-process (``sys.addaudithook``; a determined attacker gets around it):
-  * refused, and the sample reported as ``blocked``: process creation (``os.fork``,
-    ``os.system``, ``os.exec*``, ``os.posix_spawn``, ``subprocess.Popen``, and
-    ``_posixsubprocess.fork_exec`` which is replaced by a stub), ``os.kill`` /
-    ``os.killpg`` / ``signal.pthread_kill`` of anything, ``pidfd_send_signal`` (stub),
-    non-Unix sockets, ``connect`` / ``bind`` / ``sendto`` / DNS look-ups, opening a
-    file for writing (modes w/a/x/+, or write flags) outside the temp dir,
-    ``os.remove`` / ``rename`` / ``rmdir`` / ``mkdir`` / ``chmod`` / ``chown`` /
-    ``truncate`` / ``utime`` / xattrs outside it, links and symlinks anywhere, sqlite
-    files outside it and sqlite extensions, any ctypes call, symbol look-up, library
-    load or raw-address object (the ``import ctypes`` done by numpy itself is allowed),
-    cffi, sub-interpreters (which would start without the hook), ``_testcapi``,
-    re-importing the stubbed modules, changing rlimits, ``gc.get_objects`` /
-    ``get_referrers`` / ``get_referents`` and ``sys._current_frames``.
-  * refused quietly (``PermissionError``, sample not marked): reading files outside
-    the temp dir, the interpreter's prefixes and ``sys.path``, and a few ``/dev`` and
-    time-zone files, so e.g. ``/proc/<pid>/environ``, ``~/.aws`` and ``.env`` files.
-  * the result channel: each record carries an HMAC under a per-run key that only the
-    prelude holds; stdout is never parsed, and a task passes only if every test has
-    an authentic "passed" record and the prelude reached its end. Garbage or forged
-    records on the channel mark the sample ``blocked``; ``print("all tests passed")``,
-    ``sys.exit(0)`` or ``os._exit(0)`` before the tests make it fail.
+The audit hook is a second fence (``llmnet.tasks._sandbox_hook``): it refuses and reports
+process creation, signals, sockets, DNS, writes outside the temp dir, links, ``mkfifo`` /
+``mknod``, ctypes, sub-interpreters, ``gc`` walks, rewriting its own functions; it refuses
+quietly reads outside the interpreter's roots, changing directory and opening directories
+outside the temp dir. It resolves relative paths against the temp dir fixed before the
+program starts.
 
-Not stopped (why the kernel layers matter):
-  * the program runs in the same interpreter as the prelude: walking frames
-    (``sys._getframe().f_back.f_locals``, needed by the standard library so not
-    refused) reaches the HMAC key, so a program written to attack llmnet can forge
-    its results; crafted bytecode (``types.CodeType``, ``code.replace``, ``marshal``)
-    or ``ctypes.c_char_p(address).value`` can read or corrupt interpreter memory and
-    disable the hook entirely; a ``PathLike`` whose ``__fspath__`` answers differently
-    on each call can get past the path checks; ``signal.alarm`` can be cancelled.
-  * a program can game the tests without touching the sandbox (an object whose
-    ``__eq__`` always returns True, monkey-patching ``math``): that is a property of
-    the tests, not of the sandbox.
-  * without the kernel layers (no ``unshare``, not root, no user namespaces) a hook
-    bypass gives the program the rights of the llmnet user, network included.
-  * writes into world-writable directories (/tmp, /dev/shm) by a hook bypass persist;
-    disk usage inside the temp dir is bounded per file, not in total.
+Verdicts: a test made of ``assert <call> == <literal>`` (MBPP's tests, the asserts of
+HumanEval's ``check``; ``llmnet.tasks.checks``) is judged in this process: the child only
+evaluates the calls and sends their values as plain data, and never sees the expected
+values, so an ``__eq__`` that is always true, a forged record, an early exit or a patched
+builtin cannot make a wrong program pass. Any other test runs in the child and passes
+when it raises nothing; it is ``weak`` (``SandboxResult.weak``, and "passed (weak)" in a
+run's trace): a program can walk stack frames to the prelude's reporter and key and forge
+its verdict. Records travel on a private HMAC-authenticated pipe; stdout is never parsed.
+
+Measured by ``experiments/sandbox_attack.py`` (see the README for the figures).
 """
 
 from __future__ import annotations
@@ -76,11 +51,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import hmac
 import json
 import math
 import os
-import pwd
 import secrets
 import selectors
 import shutil
@@ -96,6 +71,21 @@ from importlib import resources
 from typing import Literal
 
 from llmnet.errors import LlmnetError
+from llmnet.tasks.checks import (
+    EqualityTest,
+    decode_value,
+    split_equality_test,
+    values_equal,
+)
+from llmnet.tasks.isolation import (
+    DIR_PREFIX,
+    NO_ISOLATION,
+    PIVOT_ROOT,
+    Isolation,
+    find_isolation,
+    remove_stale_dirs,
+    view_paths,
+)
 
 Status = Literal["passed", "failed", "timeout", "memory", "killed", "error", "blocked"]
 
@@ -104,6 +94,7 @@ _TAIL_CHARS = 2_000
 _DETAIL_CHARS = 300
 _RECORD_LIMIT = 4_096
 _XCPU_EXIT = 128 + signal.SIGXCPU
+_SIGNALS = frozenset(int(sig) for sig in signal.valid_signals())
 
 
 class SandboxError(LlmnetError):
@@ -115,9 +106,10 @@ class SandboxResult:
     """The verdict on one program: ``passed`` only if every test has an authentic pass.
 
     ``per_test``, ``test_errors`` (exception type name, "" on success, "not run" when
-    the child stopped first) and ``test_outputs`` (a digest of the values compared by
-    ``assert x == y`` and of bare expression statements in the test) line up with the
-    tests that were given.
+    the child stopped first), ``test_outputs`` (a digest of the values the test's calls
+    returned, or of those compared by ``assert x == y`` and of bare expression statements
+    in a weak test) and ``weak`` (judged inside the sandbox, forgeable by the program)
+    line up with the tests that were given.
     """
 
     passed: bool
@@ -130,100 +122,30 @@ class SandboxResult:
     test_errors: tuple[str, ...] = ()
     test_outputs: tuple[str, ...] = ()
     cpu_s: float = 0.0
+    weak: tuple[bool, ...] = ()
+
+    @property
+    def weak_verdict(self) -> bool:
+        """Did any test's verdict come from inside the sandbox (forgeable by the program)?"""
+        return any(self.weak)
 
     @property
     def n_passed(self) -> int:
         return sum(self.per_test)
 
 
-@dataclass(frozen=True)
-class Isolation:
-    """Which kernel layers this machine gives the sandbox (probed once, cached)."""
-
-    network_namespace: bool
-    pid_namespace: bool
-    user: str | None
-    capabilities: tuple[str, ...]
-    prefix: tuple[str, ...]
-    uid: int | None = None
-    gid: int | None = None
-
-    def describe(self) -> str:
-        user = self.user or f"uid {os.geteuid()} (no drop)"
-        caps = ", capabilities: " + ",".join(self.capabilities) if self.capabilities else ""
-        return (f"network namespace: {'yes' if self.network_namespace else 'no'}, "
-                f"pid namespace: {'yes' if self.pid_namespace else 'no'}, runs as {user}{caps}")
-
-
 # --------------------------------------------------------------------------- child side
-# The child runs the source of llmnet/_sandbox_child.py (read here, never imported to run);
-# its command line stays short: it reads that text as the first line of stdin.
-_CHILD = (resources.files("llmnet.tasks") / "_sandbox_child.py").read_text(encoding="utf-8") \
+# The child runs the source of the wall, the hook and the prelude (read here, never imported
+# to run); its command line stays short: it reads that text as the first line of stdin.
+_CHILD = "".join((resources.files("llmnet.tasks") / name).read_text(encoding="utf-8")
+                 for name in ("_sandbox_wall.py", "_sandbox_hook.py", "_sandbox_child.py")) \
     + "_prelude()\n"
 _LOADER = "import sys, json; exec(json.loads(sys.stdin.buffer.readline()))"
 
 
-# --------------------------------------------------------------------------- isolation probe
-_PROBE_NET = ("import socket, os; print(sorted(n for _, n in socket.if_nameindex()), os.getpid())")
-_PROBE_USER = ("import os, sys, json, fractions, decimal, statistics\n"
-               "assert os.getuid() != 0\n"
-               "[os.listdir(p) for p in sys.path if os.path.isdir(p)]\n"
-               "open('probe', 'w').write('ok')\nprint(sys.version, sys.base_prefix)")
+# --------------------------------------------------------------------------- isolation
 _isolation: Isolation | None = None
 _isolation_lock = threading.Lock()
-
-
-def _probe(cmd: list[str], cwd: str | None = None) -> str | None:
-    try:
-        done = subprocess.run(cmd, cwd=cwd, env={"PATH": _CLEAN_PATH}, capture_output=True,
-                              text=True, timeout=20, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _find_namespaces(py: list[str]) -> tuple[list[str], bool]:
-    """The strongest ``unshare`` prefix that really isolates the network, and whether it
-    also gives a pid namespace. Root first tries plain namespaces, then user namespaces."""
-    unshare = shutil.which("unshare")
-    if not unshare:
-        return [], False
-    users = [["--user", "--map-current-user"], ["--user", "--map-root-user"]]
-    for user in ([[]] if os.geteuid() == 0 else []) + users:
-        for pid in (["--pid", "--fork", "--kill-child"], []):
-            cmd = [unshare, *user, "--net", *pid, "--"]
-            out = _probe([*cmd, *py, _PROBE_NET])
-            if out and out.startswith("['lo']"):
-                return cmd, bool(pid) and out.endswith(" 1")
-    return [], False
-
-
-def _find_isolation() -> Isolation:
-    py = [sys.executable, "-I", "-B", "-c"]
-    ns, pid_ns = _find_namespaces(py)
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() == 0 and setpriv:
-        try:
-            entry = pwd.getpwnam("nobody")
-            uid, gid = entry.pw_uid, entry.pw_gid
-        except KeyError:
-            uid = gid = 65534
-        base = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
-        with tempfile.TemporaryDirectory(prefix="llmnet-probe-") as tmp:
-            os.chown(tmp, uid, gid)
-            # without a capability if the interpreter is readable by nobody, else keep
-            # CAP_DAC_READ_SEARCH (read anything, write nothing)
-            for cap in ((), ("dac_read_search",)):
-                plus = "".join(f",+{c}" for c in cap)
-                drop = [*base, f"--inh-caps=-all{plus}", f"--bounding-set=-all{plus}"]
-                drop += [f"--ambient-caps={plus[1:]}"] if cap else []
-                cmd = [*ns, *drop, "--"]
-                # same interpreter: an unreadable libpython can silently fall back to the
-                # system's, which would run the program under another Python
-                if _probe([*cmd, *py, _PROBE_USER], cwd=tmp) == f"{sys.version} {sys.base_prefix}":
-                    return Isolation(bool(ns), pid_ns, f"nobody ({uid})", cap, tuple(cmd),
-                                     uid, gid)
-    return Isolation(bool(ns), pid_ns, None, (), tuple(ns))
 
 
 def sandbox_isolation() -> Isolation:
@@ -231,7 +153,8 @@ def sandbox_isolation() -> Isolation:
     global _isolation
     with _isolation_lock:
         if _isolation is None:
-            _isolation = _find_isolation()
+            remove_stale_dirs()
+            _isolation = find_isolation(run_sandboxed)
         return _isolation
 
 
@@ -368,18 +291,19 @@ class _Records:
 
     program: tuple[str, str, str] | None = None
     tests: dict[int, tuple[bool, str, str, str]] = field(default_factory=dict)
+    values: dict[tuple[int, int], tuple[bool, str, str]] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
     done: bool = False
     forged: int = 0
 
 
-def _parse_records(raw: bytes, key: bytes, n_tests: int) -> _Records:
+def _parse_records(raw: bytes, key: bytes, n_tests: int, max_value: int) -> _Records:
     rec = _Records()
     for line in raw.split(b"\n"):
         if not line:
             continue
         body, _, mac = line.rpartition(b"\t")
-        good = len(line) <= _RECORD_LIMIT and hmac.compare_digest(
+        good = len(line) <= _RECORD_LIMIT + max_value and hmac.compare_digest(
             hmac.digest(key, body, "sha256").hex().encode(), mac)
         fields = body.decode("utf-8", "replace").split("\t") if good else []
         kind = fields[0] if fields else ""
@@ -388,6 +312,9 @@ def _parse_records(raw: bytes, key: bytes, n_tests: int) -> _Records:
         elif kind == "T" and len(fields) == 7 and fields[1].isdigit() \
                 and int(fields[1]) < n_tests and int(fields[1]) not in rec.tests:
             rec.tests[int(fields[1])] = (fields[2] == "1", fields[3], fields[4], fields[6])
+        elif kind == "V" and len(fields) == 6 and fields[1].isdigit() and fields[2].isdigit() \
+                and (int(fields[1]), int(fields[2])) not in rec.values:
+            rec.values[int(fields[1]), int(fields[2])] = (fields[3] == "1", fields[4], fields[5])
         elif kind == "B" and len(fields) == 3:
             rec.blocked.append(f"{fields[1]} {fields[2]}".strip())
         elif kind == "D" and len(fields) == 1:
@@ -437,44 +364,111 @@ def _verdict(run: _Run, rec: _Records, n_tests: int, cpu_limit: float) -> tuple[
     return "passed", f"{n_tests}/{n_tests} tests passed"
 
 
+def _judge(rec: _Records, splits: list[EqualityTest | None]) -> None:
+    """Fill ``rec.tests`` for the equality tests from the values the child reported: a test
+    passes when every call returned plain data equal to the expected value, which the child
+    never saw. A ``T`` record for such a test (only a forger sends one) is dropped."""
+    for i, split in enumerate(splits):
+        if split is None:
+            continue
+        rec.tests.pop(i, None)
+        got = [rec.values.get((i, j)) for j in range(len(split.calls))]
+        if any(g is None for g in got):
+            continue                                   # the child stopped before the end
+        digest = hashlib.sha256("\x00".join(g[2] if g[0] else "!" + g[1] for g in got)
+                                .encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        for j, (ok, error, text) in enumerate(got):
+            if not ok:
+                rec.tests[i] = (False, error, digest, f"{split.calls[j]}: {error} {text}".strip())
+                break
+            try:
+                value = decode_value(text)
+            except (ValueError, TypeError, RecursionError):
+                rec.tests[i] = (False, "NotPlainData", digest, f"{split.calls[j]}: bad value")
+                break
+            if not values_equal(value, split.expected[j]):
+                rec.tests[i] = (False, "AssertionError", digest,
+                                f"{split.calls[j]} returned {text[:80]}")
+                break
+        else:
+            rec.tests[i] = (True, "", digest, "")
+
+
+def _nproc_base(uid: int | None) -> int | None:
+    """Threads the uid already runs (RLIMIT_NPROC counts them all); None: no limit to set."""
+    if uid is None or uid == 0:
+        return None
+    count = 0
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{name}/task"))
+        except OSError:
+            pass
+    return count
+
+
 def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
                   cpu_s: float = 5.0, memory_mb: int = 512, max_procs: int = 16,
                   max_output: int = 64_000, max_file_mb: int = 16, setup: str = "",
-                  isolate: bool = True, audit: bool = True) -> SandboxResult:
+                  isolate: bool = True, audit: bool = True, max_value_kb: int = 256,
+                  _iso: Isolation | None = None) -> SandboxResult:
     """Run ``program``, then ``setup``, then each test snippet, in a sandboxed child.
 
     Each test is a snippet run in the program's namespace (an ``assert`` line, or a
-    ``check`` function followed by ``check(entry_point)``); it passes when it raises
-    nothing. ``isolate=False`` skips the kernel namespaces and the uid drop and
-    ``audit=False`` the audit hook: both exist to test each layer on its own.
-    Raises ``SandboxError`` only when the sandbox itself cannot start.
+    ``check`` function followed by ``check(entry_point)``). A test made only of
+    ``assert <expr> == <literal>`` (see ``llmnet.tasks.checks``) is judged here: the child
+    evaluates ``<expr>`` and returns its value as plain data (at most ``max_value_kb``), and
+    this process compares it with the literal. Any other test passes when it raises nothing
+    in the child; it is marked ``weak`` (a hostile program can forge its verdict).
+    ``isolate=False`` skips the kernel layers and ``audit=False`` the audit hook: both exist
+    to test each layer on its own. Raises ``SandboxError`` only when the sandbox itself
+    cannot start.
     """
     tests = list(tests)
     if not all(isinstance(t, str) for t in (program, setup, *tests)):
         raise TypeError("program, setup and tests must be strings")
     if not tests:
         raise ValueError("run_sandboxed needs at least one test")
-    iso = sandbox_isolation() if isolate else Isolation(False, False, None, (), ())
+    iso = _iso or (sandbox_isolation() if isolate else NO_ISOLATION)
+    splits = [split_equality_test(t) for t in tests]
+    n_calls = sum(len(sp.calls) for sp in splits if sp is not None)
+    max_value = int(max_value_kb) * 1024
     key, cpu_limit = secrets.token_bytes(32), max(1, math.ceil(cpu_s))
     with _slots.held():
         started = time.monotonic()
-        workdir = tempfile.mkdtemp(prefix="llmnet-sandbox-")
+        base = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
+        workdir, root = os.path.join(base, "work"), os.path.join(base, "root")
         result_r = result_w = -1
         try:
+            os.mkdir(workdir, 0o700)
+            os.mkdir(root, 0o700)
             if iso.uid is not None:
                 os.chown(workdir, iso.uid, iso.gid)
             result_r, result_w = os.pipe()
+            wall = None
+            if iso.wall != "none":
+                wall = {"uid": iso.uid, "gid": iso.gid, "landlock": iso.landlock,
+                        "root": root, "pivot_root_nr": PIVOT_ROOT.get(os.uname().machine, 155),
+                        "paths": view_paths(workdir) if iso.filesystem and iso.wall != "bwrap"
+                        else []}
             payload = json.dumps({
                 "key": key.hex(), "fd": result_w, "workdir": workdir, "program": program,
-                "setup": setup, "tests": tests, "audit": audit, "memory_mb": int(memory_mb),
-                "cpu_s": cpu_limit, "max_procs": int(max_procs),
-                "max_file_bytes": int(max_file_mb * 1024 * 1024),
+                "setup": setup, "audit": audit, "memory_mb": int(memory_mb),
+                "tests": [t if sp is None else {"calls": list(sp.calls)}
+                          for t, sp in zip(tests, splits)],
+                "cpu_s": cpu_limit, "max_procs": int(max_procs), "max_value": max_value,
+                "nproc_base": _nproc_base(iso.uid if iso.uid is not None else
+                                          (os.getuid() if iso.wall != "none" else None)),
+                "max_file_bytes": int(max_file_mb * 1024 * 1024), "wall": wall,
                 "backstop_s": int(timeout_s) + 5}).encode()
             payload = json.dumps(_CHILD).encode() + b"\n" + payload
             env = {"PATH": _CLEAN_PATH, "HOME": workdir, "TMPDIR": workdir,
                    "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
                    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-            cmd = [*iso.prefix, sys.executable, "-I", "-B", "-c", _LOADER]
+            per_run = ["--bind", workdir, workdir, "--chdir", workdir, "--"] \
+                if iso.wall == "bwrap" else []
+            cmd = [*iso.prefix, *per_run, sys.executable, "-I", "-B", "-c", _LOADER]
             try:
                 proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -485,15 +479,23 @@ def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
             result_w = -1
             with proc:
                 run = _communicate(proc, payload, result_r, started + timeout_s, max_output,
-                                   (len(tests) + 32) * _RECORD_LIMIT)
+                                   (len(tests) + n_calls + 32) * _RECORD_LIMIT
+                                   + n_calls * max_value)
         finally:
             for fd in (result_r, result_w):
                 if fd >= 0:
                     os.close(fd)
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
         duration = time.monotonic() - started
-    rec = _parse_records(bytes(run.results), key, len(tests))
+    code = run.returncode
+    if iso.wall != "none" and code is not None and code > 128 and code - 128 in _SIGNALS:
+        run.returncode = -(code - 128)      # the init process reports a killed worker so
+    rec = _parse_records(bytes(run.results), key, len(tests), max_value)
+    _judge(rec, splits)
     status, detail = _verdict(run, rec, len(tests), cpu_limit)
+    weak = tuple(sp is None for sp in splits)
+    if status == "passed" and any(weak):
+        detail += f" ({sum(weak)} weak: judged inside the sandbox)"
     results = rec.tests
     return SandboxResult(
         passed=status == "passed", status=status, detail=detail[:_DETAIL_CHARS],
@@ -503,7 +505,7 @@ def run_sandboxed(program: str, tests: Sequence[str], *, timeout_s: float = 5.0,
         test_errors=tuple(results[i][1] if i in results else "not run"
                           for i in range(len(tests))),
         test_outputs=tuple(results[i][2] if i in results else "" for i in range(len(tests))),
-        cpu_s=run.cpu_s)
+        cpu_s=run.cpu_s, weak=weak)
 
 
 async def arun_sandboxed(program: str, tests: Sequence[str], **limits) -> SandboxResult:

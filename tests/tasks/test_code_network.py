@@ -212,3 +212,14 @@ def test_humaneval_vote_graph_runs_end_to_end_on_smollm2(tmp_path):
     assert rec["id"] == "HumanEval/0" and rec["error"] is None and rec["correct"] in (True, False)
     assert len(rec["trace"]["gen"]["sandbox"]) == 2
     assert json.loads((out / "summary.json").read_text())["graded"] == 1
+
+
+def test_passes_judged_inside_the_sandbox_are_marked_weak_in_trace_and_summary(tmp_path):
+    programs = {"add": ["def add(a, b):\n    return a + b\n"] * 2}
+    strong = run(programs, [add_query()])
+    weak = run(programs, [add_query(tests=["assert add(1, 2) > 2", "assert add(1, 1) == 2"])], tmp_path)
+    assert strong.results[0]["trace"]["gen"]["sandbox"] == ["passed", "passed"]
+    assert strong.summary["sandbox"] == {"programs": 2, "weak_passes": 0}
+    assert weak.results[0]["trace"]["gen"]["sandbox"] == ["passed (weak)", "passed (weak)"]
+    assert weak.summary["sandbox"] == {"programs": 2, "weak_passes": 2}
+    assert json.loads((tmp_path / "summary.json").read_text())["sandbox"]["weak_passes"] == 2

@@ -14,7 +14,13 @@ import uuid
 import psutil
 import pytest
 
-from llmnet.tasks.sandbox import SandboxResult, arun_sandboxed, run_sandboxed, sandbox_isolation, set_max_concurrency
+from llmnet.tasks.sandbox import (
+    SandboxResult,
+    arun_sandboxed,
+    run_sandboxed,
+    sandbox_isolation,
+    set_max_concurrency,
+)
 
 FAST = {"timeout_s": 5, "cpu_s": 3, "memory_mb": 256}
 ISO = sandbox_isolation()
@@ -163,15 +169,57 @@ def test_forged_records_on_the_result_channel_are_rejected():
     assert "tampered" in r.detail
 
 
-@pytest.mark.xfail(strict=True, reason="documented limit: code in the same interpreter can "
-                   "walk frames up to the prelude and report whatever it likes")
-def test_known_limit_frame_walking_forges_a_pass():
-    forge = ("import sys, os\n"
-             "f = sys._getframe()\n"
-             "while 'emit' not in f.f_locals:\n    f = f.f_back\n"
-             "emit = f.f_locals['emit']\n"
-             "emit('P', '1', '', '')\nemit('T', 0, '1', '', '', 0, '')\nemit('D')\nos._exit(0)\n")
-    assert not run(forge, ["assert False"]).passed
+FRAME_WALK = ("import sys, os\n"
+              "f = sys._getframe()\n"
+              "while 'emit' not in f.f_locals:\n    f = f.f_back\n"
+              "emit = f.f_locals['emit']\n"
+              "emit('P', '1', '', '')\nemit('T', 0, '1', '', '', 0, '')\nemit('V', 0, 0, '1', '', raw='2')\n"
+              "emit('D')\nos._exit(0)\n")
+
+
+def test_frame_walking_cannot_forge_an_equality_test():
+    # was a documented limit (xfail): the verdict of `assert f() == 2` is now the parent's
+    r = run("def f():\n    return 1\n" + FRAME_WALK, ["assert f() == 3"])
+    assert not r.passed and r.weak == (False,)
+
+
+def test_frame_walking_still_forges_a_weak_test_which_is_marked_weak():
+    r = run("def f():\n    return 1\n" + FRAME_WALK, ["assert f() > 2"])
+    assert r.weak == (True,) and r.weak_verdict
+    assert r.passed and "weak" in r.detail          # the documented limit, now labelled
+
+
+@pytest.mark.parametrize("returned", [
+    "A()", "I(1)", "L()", "S('x')", "B()",
+])
+def test_values_that_claim_equality_do_not_pass(returned):
+    program = ("class A:\n    def __eq__(self, o):\n        return True\n"
+               "class I(int):\n    def __eq__(self, o):\n        return True\n    __hash__ = int.__hash__\n"
+               "class L(list):\n    def __eq__(self, o):\n        return True\n"
+               "class S(str):\n    def __eq__(self, o):\n        return True\n    __hash__ = str.__hash__\n"
+               "class B:\n    __class__ = property(lambda s: int)\n    def __eq__(self, o):\n        return True\n"
+               f"def f():\n    return {returned}\n")
+    r = run(program, ["assert f() == [7]", "assert f() == 2"])
+    assert not r.passed and r.per_test == (False, False), (r.status, r.detail)
+
+
+def test_parent_compares_plain_data_like_the_assert_would():
+    program = ("import numpy as np\nfrom collections import namedtuple\nP = namedtuple('P', 'a b')\n"
+               "def f(k):\n    return {0: (1, 2.0), 1: P(1, 'x'), 2: {'a': [1, {2}]}, 3: np.int64(4), "
+               "4: float('nan'), 5: [1, 2]}[k]\n")
+    r = run(program, ["assert f(0) == (1, 2)", "assert f(1) == (1, 'x')", "assert f(2) == {'a': [1, {2}]}",
+                      "assert f(3) == 4", "assert f(4) == float('nan')", "assert f(5) == (1, 2)"])
+    assert r.per_test == (True, True, True, True, False, False), r.detail
+    assert r.weak == (False,) * 6 and r.test_errors[5] == "AssertionError"
+
+
+def test_humaneval_check_asserts_are_judged_in_the_parent():
+    check = ("METADATA = {'author': 'x'}\n\ndef check(candidate):\n    assert candidate(1) == 2\n"
+             "    assert True, 'debug'\n    assert candidate(2) == 4, 'msg'\n\ncheck(double)\n")
+    good = run("def double(x):\n    return 2 * x\n", [check])
+    bad = run("class A:\n    def __eq__(s, o):\n        return True\ndef double(x):\n    return A()\n", [check])
+    assert good.passed and good.weak == (False,)
+    assert not bad.passed and bad.weak == (False,)
 
 
 def test_monkey_patching_builtins_does_not_fake_results():
@@ -216,7 +264,7 @@ def test_writing_outside_the_temp_dir_is_blocked(tmp_path):
 def test_kernel_uid_drop_stops_writes_to_root_owned_places(tmp_path):
     target = tmp_path / "evil.txt"                     # pytest's tmp dirs are 0700
     r = run(f"open({str(target)!r}, 'w').write('x')\n", audit=False)
-    assert not r.passed and "PermissionError" in r.detail
+    assert not r.passed and any(e in r.detail for e in ("PermissionError", "FileNotFoundError"))
     assert not target.exists()
 
 
@@ -265,7 +313,7 @@ def test_network_is_refused(listener):
 def test_kernel_network_namespace_has_no_route(listener):
     port, arrived = listener
     r = run(connect_program(port), audit=False)
-    assert not r.passed and "OSError" in r.detail
+    assert not r.passed and any(e in r.detail for e in ("OSError", "PermissionError"))
     time.sleep(0.3)
     assert arrived == []
 
@@ -288,7 +336,7 @@ def test_api_keys_never_reach_the_child(monkeypatch):
 
 
 def kill_program(pid: int) -> str:
-    calls = [f"os.kill(os.getppid(), 9)", f"os.kill({pid}, 9)", f"os.killpg(os.getpgid({pid}), 9)",
+    calls = ["os.kill(os.getppid(), 9)", f"os.kill({pid}, 9)", f"os.killpg(os.getpgid({pid}), 9)",
              "os.killpg(0, 9)", "os.kill(-1, 9)", f"signal.pidfd_send_signal(os.pidfd_open({pid}), 9)"]
     body = "".join(f"try:\n    {c}\nexcept Exception as e:\n    print(repr(e))\n" for c in calls)
     return "import os, signal\n" + body
