@@ -209,8 +209,8 @@ class SmartSession:
     ``reference``: the model whose outputs define agreement; ``candidates``: the others
     (those costing as much as the reference or more are never run). ``costs`` are expected
     costs per item; costs actually paid (``observe(costs_paid=...)``) replace them in the
-    early-termination arithmetic and the reported costs. ``mix_solver``: ``"milp"`` or
-    ``"vertices"`` (same optimum, see ``llmnet.smart.mix``).
+    early-termination arithmetic and the reported costs. ``mix_solver``: ``"vertices"`` or
+    ``"milp"`` (same optimum, see ``llmnet.smart.mix``).
     """
 
     def __init__(
@@ -226,7 +226,7 @@ class SmartSession:
         check_every: int = 10,
         early_termination: bool = True,
         termination_from: int = 100,
-        mix_solver: str = "milp",
+        mix_solver: str = "vertices",
     ):
         names = [reference.name, *(c.name for c in candidates)]
         if len(set(names)) != len(names):

@@ -187,3 +187,19 @@ def test_simulation_is_deterministic_and_serialisable(tmp_path):
     assert path.stat().st_size > 1000
     with pytest.raises(LlmnetError, match="no agreement rate"):
         simulate_smart({"good": 0.9}, COSTS, 100)
+
+
+@pytest.mark.parametrize("bound", ["clopper-pearson", "anytime"])
+def test_mix_never_dearer_than_single_model_at_dollar_costs(bound):
+    # The paper's IMDB costs in dollars per item (~1e-5 to ~1e-2): the mix's plan must never
+    # cost more than the single-model plan after the same profiling (it is one of its options).
+    costs = {"gpt-4": 9.54e-3, "turbo": 3.18e-4, "instruct": 4.7e-4, "davinci": 6.5e-4, "babbage": 1.3e-4}
+    rates = {"turbo": 0.94, "instruct": 0.96, "davinci": 0.0, "babbage": 0.0}
+    for seed in range(6):
+        for delta in (0.04, 0.06, 0.1):
+            s = SmartSession(20_000, Candidate("gpt-4", costs["gpt-4"]),
+                             [Candidate(m, c) for m, c in costs.items() if m != "gpt-4"], delta=delta, bound=bound)
+            from llmnet.smart.session import simulate_profiling
+            simulate_profiling(s, rates, np.random.default_rng(seed))
+            single, mixed = s.plan(mix=False), s.plan(mix=True)
+            assert mixed.expected_cost <= single.expected_cost * (1 + 1e-9) + 1e-12
