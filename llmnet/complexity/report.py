@@ -177,9 +177,10 @@ class ComplexityReport:
                          + (f"  {o.verdict}" if o.verdict else ""))
         for name, t in self.success_targets.items():
             o = self.policies[name]
-            met = "meets" if o.accuracy >= t else ("within the interval of" if o.accuracy_ci[1] >= t else "misses")
+            met = ("meets the target" if o.accuracy >= t else "below the target, inside its interval"
+                   if o.accuracy_ci[1] >= t else "misses the target")
             lines.append(f"success target {t:.2f}: realised {o.accuracy:.3f} [{o.accuracy_ci[0]:.3f}, "
-                         f"{o.accuracy_ci[1]:.3f}] ({met} the target) at cost {o.cost:.3g}")
+                         f"{o.accuracy_ci[1]:.3f}] ({met}) at cost {o.cost:.3g}")
         return lines
 
     def plot(self, path: str | Path) -> None:
