@@ -96,7 +96,9 @@ def train(labels_path: Path = typer.Argument(..., metavar="LABELS", help="labels
                                                                   "test: [ids]}"),
           seed: int = typer.Option(0, "--seed", help="seeds the split"),
           tolerance: float = typer.Option(0.01, "--tolerance", help="accuracy the chosen cost-aware target may "
-                                                                    "lose to always-top on validation")) -> None:
+                                                                    "lose to always-top on validation"),
+          features: str = typer.Option("tfidf", "--features", help="tfidf, embedding (SmolLM2 embeddings via "
+                                                                   "llama.cpp) or both")) -> None:
     """Train the router (TF-IDF + calibrated logistic regression, per-tier success models), save it as JSON,
     and report it on its held-out test tasks against the majority baseline, random at equal cost and the oracle.
 
@@ -110,7 +112,7 @@ def train(labels_path: Path = typer.Argument(..., metavar="LABELS", help="labels
     fractions = None if _is_split_file(split) else _floats(split, "--split")
     records = read_labels(labels_path)
     fixed = read_split(Path(split), records) if fractions is None else None
-    model = train_router(records, fractions or (0.6, 0.2, 0.2), seed, tolerance, split=fixed)
+    model = train_router(records, fractions or (0.6, 0.2, 0.2), seed, tolerance, split=fixed, features=features)
     model.save(out_path)
     m = model.meta
     out.print(f"trained on {m['trained_on']} labelled tasks (C={m['C']:g}, calibration {m['calibration']}); "
@@ -136,6 +138,7 @@ def evaluate_command(
         repeats: int = typer.Option(1, "--repeats", help="repeats of the K-fold cross-validation (new folds each)"),
         split: Optional[Path] = typer.Option(None, "--split", help="evaluate on the test ids of this JSON split file"),
         seed: int = typer.Option(0, "--seed", help="seeds the folds"),
+        features: str = typer.Option("tfidf", "--features", help="with --folds: tfidf, embedding or both"),
         target: Optional[float] = typer.Option(None, "--target", help="cost-aware target (default: the one "
                                                                       "chosen on validation)"),
         llm_baseline: Optional[str] = typer.Option(None, "--llm-baseline", help="also score the untuned baseline "
@@ -162,7 +165,8 @@ def evaluate_command(
         if router_path is not None or split is not None or llm_baseline:
             raise SpecError(Problem("--folds", "", "cross-validation trains its own routers: give no ROUTER, "
                                                    "--split or --llm-baseline with it"))
-        report = cross_validate(read_labels(labels_path), folds, repeats, seed, progress=_progress("fold"))
+        report = cross_validate(read_labels(labels_path), folds, repeats, seed, progress=_progress("fold"),
+                                features=features)
     else:
         if router_path is None:
             raise SpecError(Problem("ROUTER", "", "give a router JSON from 'llmnet complexity train', or --folds K"))

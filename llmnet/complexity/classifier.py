@@ -123,6 +123,18 @@ class FeatureBlock:
         return sparse.csr_matrix((vals, (rows, cols)), shape=(len(texts), len(self.terms)))
 
 
+FEATURES = ("tfidf", "embedding", "both")
+"""Text features: TF-IDF n-grams, a local LM's embeddings (``llmnet.complexity.embed``), or both."""
+
+
+def _block_from_data(d: Mapping[str, Any]):
+    if d.get("kind") == "embedding":
+        from llmnet.complexity.embed import EmbeddingBlock
+
+        return EmbeddingBlock.from_data(d)
+    return FeatureBlock.from_data(d)
+
+
 def _sklearn_vectorizer(kind: str, ngrams: tuple[int, int]):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -140,8 +152,13 @@ class ComplexityClassifier:
     """
 
     def __init__(self, C: float = 1.0, word_ngrams: tuple[int, int] = (1, 2), char_ngrams: tuple[int, int] = (2, 4),
-                 shape: bool = True, folds: int = 5, max_iter: int = 5000):
+                 shape: bool = True, folds: int = 5, max_iter: int = 5000, features: str = "tfidf",
+                 embedding_model: str = "smollm2-135m"):
+        if features not in FEATURES:
+            raise ArtefactError(f"unknown features '{features}' (known: {', '.join(FEATURES)})")
         self.C = C
+        self.features = features
+        self.embedding_model = embedding_model
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.shape = shape
@@ -166,7 +183,11 @@ class ComplexityClassifier:
             raise ArtefactError(f"training needs at least two classes; all {len(y)} tasks have class "
                                 f"{labels[0] if len(labels) else 'none'}")
         self.vectorizers_ = []
-        for kind, ngrams in self._blocks():
+        if self.features != "tfidf":
+            from llmnet.complexity.embed import EmbeddingBlock
+
+            self.vectorizers_.append(("embedding", EmbeddingBlock.fit(texts, self.embedding_model)))
+        for kind, ngrams in (self._blocks() if self.features != "embedding" else []):
             vec = _sklearn_vectorizer(kind, ngrams)
             try:
                 vec.fit(texts)
@@ -229,6 +250,9 @@ class ComplexityClassifier:
             lr, calibration = self.model_, {"method": "none"}
         blocks = []
         for kind, vec in self.vectorizers_:
+            if kind == "embedding":
+                blocks.append(vec.to_data())
+                continue
             terms = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
             blocks.append({"kind": kind, "ngrams": list(vec.ngram_range), "terms": terms, "idf": vec.idf_.tolist()})
         out = {"features": blocks, "coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist(),
@@ -278,7 +302,7 @@ class RouterModel:
             m = d["model"]
             model = cls(tuple(t["name"] for t in d["tiers"]), tuple(float(t["cost"]) for t in d["tiers"]),
                         str(d["cost_unit"]), tuple(int(c) for c in m["classes"]), tuple(int(t) for t in m["class_tier"]),
-                        tuple(FeatureBlock.from_data(b) for b in m["features"]),
+                        tuple(_block_from_data(b) for b in m["features"]),
                         np.asarray(m["coef"], dtype=float), np.asarray(m["intercept"], dtype=float),
                         dict(m["calibration"]), dict(d.get("meta", {})),
                         {k: np.asarray(v, dtype=float) for k, v in m["success"].items()} if "success" in m else None)
@@ -368,7 +392,8 @@ def load_router_model(path: str | Path) -> RouterModel:
 
 
 def select_c(train: tuple[Sequence[str], Sequence[int]], val: tuple[Sequence[str], Sequence[int]],
-             grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)) -> tuple[float, dict[float, float]]:
+             grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), features: str = "tfidf"
+             ) -> tuple[float, dict[float, float]]:
     """The regularisation C with the lowest validation log loss, and every C's loss.
 
     Without validation tasks C = 1 (and no losses).
@@ -377,7 +402,7 @@ def select_c(train: tuple[Sequence[str], Sequence[int]], val: tuple[Sequence[str
         return 1.0, {}
     losses: dict[float, float] = {}
     for C in grid:
-        clf = ComplexityClassifier(C=C).fit(list(train[0]), list(train[1]))
+        clf = ComplexityClassifier(C=C, features=features).fit(list(train[0]), list(train[1]))
         proba = clf.predict_proba(list(val[0]))
         col = {c: i for i, c in enumerate(clf.classes_)}
         p = [proba[i, col[c]] if c in col else 0.0 for i, c in enumerate(val[1])]

@@ -117,15 +117,16 @@ def choose_target(records: Sequence[Record], model: RouterModel, tolerance: floa
 
 
 def train_router(records: Sequence[Record], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
-                 tolerance: float = 0.01, split: tuple[Sequence[Record], Sequence[Record], Sequence[Record]] | None = None
-                 ) -> RouterModel:
+                 tolerance: float = 0.01, split: tuple[Sequence[Record], Sequence[Record], Sequence[Record]] | None = None,
+                 features: str = "tfidf") -> RouterModel:
     """Split, choose C (validation log loss) and the cost-aware target (validation), refit, return the artefact.
 
     ``split``: a fixed (train, validation, test) split instead of ``fractions``. The target
     is chosen with the model fitted on the training split only, so the validation tasks are
     unseen when it is picked; the returned model is refitted on training + validation, with
     its per-tier success models (``ComplexityClassifier.fit_success``). The test ids are
-    kept in ``meta.split`` for ``evaluate``.
+    kept in ``meta.split`` for ``evaluate``. ``features``: ``tfidf``, ``embedding`` (a local
+    LM's embeddings, ``llmnet.complexity.embed``) or ``both``.
     """
     names = list(records[0]["counts"])
     train, val, test = split if split is not None else split_records(records, fractions, seed)
@@ -143,19 +144,19 @@ def train_router(records: Sequence[Record], fractions: Sequence[float] = (0.6, 0
 
     mean_costs = costs(records).mean(axis=0).tolist()
     cost_unit = str(records[0].get("cost_unit", "calls"))
-    best_c, losses = select_c(xy(train), xy(val))
+    best_c, losses = select_c(xy(train), xy(val), features=features)
     how = {"file": True} if split is not None else {"fractions": list(fractions), "seed": seed}
-    meta: dict[str, Any] = {"rule": records[0].get("rule"), "trials": records[0]["trials"], "C": best_c,
+    meta: dict[str, Any] = {"features": features, "rule": records[0].get("rule"), "trials": records[0]["trials"], "C": best_c,
                             "validation_log_loss": {str(k): v for k, v in losses.items()},
                             "split": {**how, "train": len(train), "validation": len(val),
                                       "test_ids": [str(r["id"]) for r in test]}}
     if val:
-        first = RouterModel.from_classifier(ComplexityClassifier(C=best_c).fit(*xy(train)), names, mean_costs,
+        first = RouterModel.from_classifier(ComplexityClassifier(C=best_c, features=features).fit(*xy(train)), names, mean_costs,
                                             cost_unit, class_tier)
         target, table = choose_target(val, first, tolerance)
         meta.update(target=target, target_tolerance=tolerance, validation_sweep=table)
     seen = [*train, *val]
-    clf = ComplexityClassifier(C=best_c).fit(*(a + b for a, b in zip(xy(train), xy(val))))
+    clf = ComplexityClassifier(C=best_c, features=features).fit(*(a + b for a, b in zip(xy(train), xy(val))))
     clf.fit_success([r["question"] for r in seen], [list(r["counts"].values()) for r in seen], int(seen[0]["trials"]))
     meta["trained_on"] = len(xy(train)[0]) + len(xy(val)[0])
     meta["trained_labels"] = {t: sum(r.get("label") == t for r in seen if r.get("class") is not None) for t in names}
@@ -225,7 +226,7 @@ def evaluate_router(records: Sequence[Record], model: RouterModel, target: float
 
 def cross_validate(records: Sequence[Record], folds: int = 5, repeats: int = 1, seed: int = 0,
                    tolerance: float = 0.01, success_targets: Sequence[float] = SUCCESS_TARGETS,
-                   progress: Callable[[int, int], None] | None = None) -> ComplexityReport:
+                   progress: Callable[[int, int], None] | None = None, features: str = "tfidf") -> ComplexityReport:
     """Repeated stratified K-fold cross-validation (module docstring); one report over every task.
 
     Each fold's router is trained by ``train_router`` on the other folds, split 75/25 into
@@ -257,7 +258,7 @@ def cross_validate(records: Sequence[Record], folds: int = 5, repeats: int = 1, 
             test_idx = np.flatnonzero(fold_of == f)
             rest = [records[i] for i in np.flatnonzero(fold_of != f)]
             train, val, _ = split_records(rest, (0.75, 0.25, 0.0), seed + rep * folds + f)
-            model = train_router(rest, tolerance=tolerance, split=(train, val, []))
+            model = train_router(rest, tolerance=tolerance, split=(train, val, []), features=features)
             part = [records[i] for i in test_idx]
             routed = route(part, model, None, success_targets)
             key = "router cost_aware (target from validation)"
@@ -268,5 +269,5 @@ def cross_validate(records: Sequence[Record], folds: int = 5, repeats: int = 1, 
             done += 1
             if progress:
                 progress(done, total)
-    how = f"{folds}-fold cross-validation" + (f" x {repeats} repeats" if repeats > 1 else "")
+    how = f"{folds}-fold cross-validation" + (f" x {repeats} repeats" if repeats > 1 else "") + f", {features}"
     return build_report(pooled_records, Routing.concat(parts), str(records[0].get("cost_unit", "calls")), how)

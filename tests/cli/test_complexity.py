@@ -80,7 +80,7 @@ def test_eval_folds_and_fixed_split(tmp_path):
     res = llmnet("complexity", "eval", "labels.jsonl", "--folds", "3", "--out", "cv", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "cv" / "report.json").read_text())
-    assert report["evaluation"] == "3-fold cross-validation" and report["n_test"] == 30
+    assert report["evaluation"] == "3-fold cross-validation, tfidf" and report["n_test"] == 30
     assert all(len(p["accuracy_ci"]) == 2 for p in report["policies"].values())
     assert [row["target"] for row in report["success_targets"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
     result = CliRunner().invoke(app, ["complexity", "eval", str(tmp_path / "labels.jsonl"), "--out",

@@ -118,7 +118,7 @@ def test_fixed_split_file(tmp_path):
 def test_cross_validation_scores_every_task_out_of_fold():
     recs = ladder(30)
     rep = cross_validate(recs, folds=3, repeats=2)
-    assert rep.n_test == 30 and rep.evaluation == "3-fold cross-validation x 2 repeats"
+    assert rep.n_test == 30 and rep.evaluation == "3-fold cross-validation x 2 repeats, tfidf"
     assert rep.policies["oracle"].accuracy >= max(o.accuracy for o in rep.policies.values()) - 1e-12
     assert "router cost_aware (target from validation)" in rep.policies
     with pytest.raises(ArtefactError, match="at least 2"):
