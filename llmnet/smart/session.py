@@ -404,7 +404,8 @@ class SmartSession:
         ks = self.check_every * 2 ** np.arange(max(int(np.ceil(np.log2(max(remaining / self.check_every, 1)))), 0))
         ks = ks[ks < remaining]
         bound = get_bound(self.bound)
-        moved = {m: bound.lower(self._agree[m] * (1 + ks / self._runs[m]), self._runs[m] + ks, self.lower_error)
+        moved = {m: bound.lower(np.minimum(self._agree[m] * (1 + ks / self._runs[m]), self._runs[m] + ks),
+                                self._runs[m] + ks, self.lower_error)
                  for m in self._unknown if self._runs[m]}
         for i, k in enumerate(ks):
             if per_item * k >= now:

@@ -203,3 +203,18 @@ def test_mix_never_dearer_than_single_model_at_dollar_costs(bound):
             simulate_profiling(s, rates, np.random.default_rng(seed))
             single, mixed = s.plan(mix=False), s.plan(mix=True)
             assert mixed.expected_cost <= single.expected_cost * (1 + 1e-9) + 1e-12
+
+
+def test_stop_for_mix_ends_profiling_early_and_keeps_the_bound():
+    # a candidate at 0.97 against a 0.95 target: the anytime mix stops profiling once more items
+    # are not projected to make the mix cheaper, before the bound marks the candidate satisfied
+    costs = {"ref": 1.0, "cheap": 0.03}
+    rates = {"cheap": 0.97}
+    stop = simulate_smart(rates, costs, 5000, delta=0.05, bound="anytime", mix=True, seed=0)
+    keep = simulate_smart(rates, costs, 5000, delta=0.05, bound="anytime", mix=True, seed=0, stop_for_mix=False)
+    assert stop.profiled < keep.profiled
+    assert stop.total_cost <= keep.total_cost
+    assert any(d.reason == "stopped-for-mix" for d in stop.decisions)
+    # all-agreeing profiles: the moved counts stay within their trials (no rounding past n)
+    perfect = simulate_smart({"cheap": 1.0}, costs, 3000, delta=0.05, bound="anytime", mix=True, seed=0)
+    assert perfect.realised_agreement >= 0.95
