@@ -56,9 +56,11 @@ def scaling_local(d: dict) -> str:
 
 def complexitynet_local(d: dict) -> str:
     h = d["headline"]
+    majority = (f"; majority tier end accuracy {h['majority_tier_accuracy']:.1%}" if "majority_tier_accuracy" in h
+                else "")
     return (f"router tier accuracy {h['router_tier_accuracy']:.1%} vs most-common tier "
             f"{h['majority_label_tier_accuracy']:.1%} and untuned LLM {h['llm_baseline_tier_accuracy']:.1%}; "
-            f"end accuracy {h['end_accuracy']:.1%} (always-top {h['always_top_accuracy']:.1%}) at "
+            f"end accuracy {h['end_accuracy']:.1%} (always-top {h['always_top_accuracy']:.1%}{majority}) at "
             f"{h['cost_reduction_vs_top']:.0%} less cost")
 
 
