@@ -156,3 +156,13 @@ def test_embedding_features_round_trip(tmp_path):
     assert_allclose(loaded.class_proba(texts[:6]), clf.predict_proba(texts[:6]), atol=1e-8)
     with pytest.raises(ArtefactError, match="unknown features"):
         ComplexityClassifier(features="bert")
+
+
+def test_untuned_baseline_uses_the_authors_wording():
+    from llmnet.complexity.classifier import PAPER_PROMPT, PAPER_WORK
+
+    text = PAPER_PROMPT.format(work=PAPER_WORK, question="Write a function to add two numbers.")
+    assert text.startswith("On a scale of 1 to 5 based solely on the complexity of creating the correct code for "
+                           "the task, where 1 represents a very easy task, 2 represents a fairly straightforward task, "
+                           "and 3 represents a medium difficulty task, 4 represents a challenging task")
+    assert text.endswith('the complexity of the task "Write a function to add two numbers." is: ')
