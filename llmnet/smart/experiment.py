@@ -26,7 +26,8 @@ from llmnet.execute import RunConfig, run_network
 from llmnet.network.graph import Network, compile_network
 from llmnet.network.loader import suggest
 from llmnet.smart.router import PLAN_FORMAT, PLAN_VERSION
-from llmnet.smart.session import Candidate, SmartResult, SmartSession, plot_bounds
+from llmnet.smart.plots import plot_bounds
+from llmnet.smart.session import Candidate, SmartResult, SmartSession
 from llmnet.tasks.query import Query
 
 

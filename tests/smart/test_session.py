@@ -8,7 +8,8 @@ from numpy.testing import assert_allclose
 
 from llmnet.errors import LlmnetError
 from llmnet.smart.bounds import get_bound
-from llmnet.smart.session import Candidate, SmartSession, Status, plot_bounds, simulate_smart
+from llmnet.smart.plots import plot_bounds
+from llmnet.smart.session import Candidate, SmartSession, Status, simulate_smart
 
 REF = Candidate("ref", 1.0)
 
