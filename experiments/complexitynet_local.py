@@ -111,7 +111,9 @@ def main() -> None:
     top, cheap = p[f"always {tiers.names[-1]}"], p[f"always {tiers.names[0]}"]
     aware = p[f"router cost_aware@{target:g}"]
     rand = p[f"random @ equal cost (cost_aware@{target:g})"]
-    la = report.label_accuracy
+    la = {name: {k: None if v is None else v["value"] for k, v in acc.items()}
+          for name, acc in report.label_accuracy.items()}
+    majority = next(o for name, o in p.items() if name.startswith("majority tier"))
     targets = {
         "gated accuracy within 1 point of always-top": aware.accuracy >= top.accuracy - 0.01,
         "gated cost <= 50% of always-top": aware.cost <= 0.5 * top.cost,
@@ -127,7 +129,8 @@ def main() -> None:
                      la["llm baseline"]["tier"], "cost_reduction_vs_top": 1 - aware.cost / top.cost,
                      "end_accuracy": aware.accuracy, "always_top_accuracy": top.accuracy,
                      "always_cheapest_accuracy": cheap.accuracy, "majority_label_tier_accuracy":
-                     la["majority label"]["tier"]},
+                     la["majority label"]["tier"], "majority_tier_accuracy": majority.accuracy},
+        "report": report.to_data(),
         "targets": targets, "oracle_saving_captured": captured,
         "oracle_minus_random_at_oracle_cost": p["oracle"].accuracy - p["random @ equal cost (oracle)"].accuracy,
         "real_gated_run": {k: real[k] for k in ("accuracy", "calls", "samples", "cache_hits", "branches")},
@@ -141,6 +144,7 @@ def main() -> None:
           f"{la['majority label']['tier']:.1%})")
     print(f"cost reduction vs always-top: {1 - aware.cost / top.cost:.1%} ({aware.cost:.2f} vs {top.cost:.2f} "
           f"{report.cost_unit} per task)")
+    print(f"majority tier: accuracy {majority.accuracy:.1%}; {aware.verdict}")
     print(f"end accuracy: {aware.accuracy:.1%} (always-top {top.accuracy:.1%}, always-cheapest {cheap.accuracy:.1%}, "
           f"oracle {p['oracle'].accuracy:.1%} at {p['oracle'].cost:.2f})")
     print("== targets")

@@ -65,17 +65,27 @@ def scaling_local(d: dict) -> str:
 
 def complexitynet_local(d: dict) -> str:
     h = d["headline"]
+    majority = (f"; majority tier end accuracy {h['majority_tier_accuracy']:.1%}" if "majority_tier_accuracy" in h
+                else "")
     return (f"router tier accuracy {h['router_tier_accuracy']:.1%} vs most-common tier "
             f"{h['majority_label_tier_accuracy']:.1%} and untuned LLM {h['llm_baseline_tier_accuracy']:.1%}; "
-            f"end accuracy {h['end_accuracy']:.1%} (always-top {h['always_top_accuracy']:.1%}) at "
+            f"end accuracy {h['end_accuracy']:.1%} (always-top {h['always_top_accuracy']:.1%}{majority}) at "
             f"{h['cost_reduction_vs_top']:.0%} less cost")
 
 
 def smart_paper(d: dict) -> str:
+    if "anytime_mix_share_of_faithful_mix" not in d:
+        raise KeyError("anytime_mix_share_of_faithful_mix")
     by = {}
     for row in d["per_dataset"]:
-        by.setdefault(row["variant"], []).append(f"{row['dataset']} {row['savings_mean_over_deltas']:.1f}x")
-    return "; ".join(f"{v}: {', '.join(rows)}" for v, rows in by.items()) + " (mean over deltas of per-run savings)"
+        by.setdefault(row["variant"], []).append(
+            f"{row['dataset']} {row['savings_total']:.2f}x ({row['savings_seed_min']:.1f}-{row['savings_seed_max']:.1f})")
+    paper = ", ".join(f"{k} {v}x" for k, v in d["paper_average"].items())
+    share = ", ".join(f"{k} {v:.0%}" for k, v in d["anytime_mix_share_of_faithful_mix"].items())
+    return ("; ".join(f"{v}: {', '.join(rows)}" for v, rows in by.items())
+            + f" (total/total over deltas, {d['seeds']} seeds pooled, per-seed range; paper {paper}); "
+              f"anytime+mix share of faithful+mix {share}; mixes dearer than the single plan: "
+              f"{len(d['mix_dearer_than_single'])}")
 
 
 def smart_guarantee(d: dict) -> str:

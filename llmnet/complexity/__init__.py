@@ -8,7 +8,7 @@ a cost-aware decision rule and artefacts stored as JSON::
     tiers = load_tiers("graphs/tiers_local.yaml")
     labels = label_tasks(tiers, load_dataset("arithmetic:n=100"), trials=5, cache_path="cache.sqlite")
     model = train_router(labels.records)            # RouterModel; model.save("router.json")
-    report = evaluate_router(held_out(labels.records, model), model)
+    report = evaluate_router(held_out(labels.records, model), model)   # or cross_validate(labels.records, folds=5)
     gated = tiers.gated({"kind": "complexitynet", "path": "router.json", "rule": "cost_aware"})
 
 The CLI is ``llmnet complexity label | train | eval`` (``llmnet.cli.complexity``).
@@ -19,7 +19,11 @@ from llmnet.complexity import router as _router  # noqa: F401  (registers the ro
 
 _LAZY = {
     "ComplexityClassifier": "llmnet.complexity.classifier",
-    "ComplexityReport": "llmnet.complexity.evaluate",
+    "ComplexityReport": "llmnet.complexity.report",
+    "cross_validate": "llmnet.complexity.evaluate",
+    "embed_texts": "llmnet.complexity.embed",
+    "oracle_tiers": "llmnet.complexity.report",
+    "read_split": "llmnet.complexity.evaluate",
     "LabelSet": "llmnet.complexity.label",
     "RouterModel": "llmnet.complexity.classifier",
     "Tier": "llmnet.complexity.tiers",
@@ -39,7 +43,8 @@ _LAZY = {
 }
 
 __all__ = ["ComplexityClassifier", "ComplexityReport", "LabelSet", "RouterModel", "Tier", "Tiers", "assign_label",
-           "evaluate_router", "held_out", "label_tasks", "llm_scores", "load_router_model", "load_tiers", "paper_class",
-           "read_labels", "split_records", "tiers_from_network", "train_router"]
+           "cross_validate", "embed_texts", "evaluate_router", "held_out", "label_tasks", "llm_scores",
+           "load_router_model", "load_tiers", "oracle_tiers", "paper_class", "read_labels", "read_split",
+           "split_records", "tiers_from_network", "train_router"]
 
 __getattr__ = lazy_exports(__name__, _LAZY)

@@ -14,6 +14,13 @@ calibration parameters, the tiers and their costs and a format version. ``Router
 predicts from that data with numpy alone, reproducing the in-memory scikit-learn model's
 probabilities (tested), so serving needs no scikit-learn.
 
+Per-tier success models (beyond the paper): for each tier t, a logistic regression on the
+same features predicts P(tier t solves the task) from its pass counts (c successes out of
+T trials enter as a positive row of weight c/T and a negative one of weight 1 - c/T: the
+binomial likelihood). They do not assume that a stronger tier solves what a cheaper one
+does, so routing to the cheapest tier whose predicted success clears a target makes the
+target an expected success rate (``rule: success``).
+
 The paper's untuned baseline is here too: a local LLM asked the paper's 1-5 complexity
 question, five samples averaged and rounded, collapsed onto tiers (``llm_scores``).
 """
@@ -116,6 +123,18 @@ class FeatureBlock:
         return sparse.csr_matrix((vals, (rows, cols)), shape=(len(texts), len(self.terms)))
 
 
+FEATURES = ("tfidf", "embedding", "both")
+"""Text features: TF-IDF n-grams, a local LM's embeddings (``llmnet.complexity.embed``), or both."""
+
+
+def _block_from_data(d: Mapping[str, Any]):
+    if d.get("kind") == "embedding":
+        from llmnet.complexity.embed import EmbeddingBlock
+
+        return EmbeddingBlock.from_data(d)
+    return FeatureBlock.from_data(d)
+
+
 def _sklearn_vectorizer(kind: str, ngrams: tuple[int, int]):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -133,8 +152,13 @@ class ComplexityClassifier:
     """
 
     def __init__(self, C: float = 1.0, word_ngrams: tuple[int, int] = (1, 2), char_ngrams: tuple[int, int] = (2, 4),
-                 shape: bool = True, folds: int = 5, max_iter: int = 5000):
+                 shape: bool = True, folds: int = 5, max_iter: int = 5000, features: str = "tfidf",
+                 embedding_model: str = "smollm2-135m"):
+        if features not in FEATURES:
+            raise ArtefactError(f"unknown features '{features}' (known: {', '.join(FEATURES)})")
         self.C = C
+        self.features = features
+        self.embedding_model = embedding_model
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.shape = shape
@@ -159,7 +183,11 @@ class ComplexityClassifier:
             raise ArtefactError(f"training needs at least two classes; all {len(y)} tasks have class "
                                 f"{labels[0] if len(labels) else 'none'}")
         self.vectorizers_ = []
-        for kind, ngrams in self._blocks():
+        if self.features != "tfidf":
+            from llmnet.complexity.embed import EmbeddingBlock
+
+            self.vectorizers_.append(("embedding", EmbeddingBlock.fit(texts, self.embedding_model)))
+        for kind, ngrams in (self._blocks() if self.features != "embedding" else []):
             vec = _sklearn_vectorizer(kind, ngrams)
             try:
                 vec.fit(texts)
@@ -179,6 +207,34 @@ class ComplexityClassifier:
         self.classes_ = [int(c) for c in labels]
         return self
 
+    def fit_success(self, texts: Sequence[str], counts: Sequence[Sequence[int]], trials: int
+                    ) -> "ComplexityClassifier":
+        """Per-tier success models on the fitted features (module docstring); sets ``success_``."""
+        from sklearn.linear_model import LogisticRegression
+
+        X = self._features(texts)
+        rate = np.asarray(counts, dtype=float) / float(trials)
+        stacked = sparse.vstack([X, X]).tocsr()
+        y = np.r_[np.ones(len(texts)), np.zeros(len(texts))]
+        coef, intercept = [], []
+        for t in range(rate.shape[1]):
+            w = np.r_[rate[:, t], 1.0 - rate[:, t]]
+            if w[:len(texts)].sum() == 0 or w[len(texts):].sum() == 0:  # always or never solves: a constant
+                p = float(np.clip(rate[:, t].mean(), 1e-4, 1 - 1e-4))
+                coef.append(np.zeros(X.shape[1]))
+                intercept.append(float(np.log(p / (1 - p))))
+                continue
+            lr = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="lbfgs").fit(stacked, y, sample_weight=w)
+            coef.append(lr.coef_[0])
+            intercept.append(float(lr.intercept_[0]))
+        self.success_ = {"coef": np.asarray(coef), "intercept": np.asarray(intercept)}
+        return self
+
+    def success_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """P(tier t solves) per text and tier, from the in-memory success models."""
+        z = np.asarray(self._features(texts) @ self.success_["coef"].T) + self.success_["intercept"]
+        return _expit(z)
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated class probabilities (columns in ``classes_`` order), from scikit-learn."""
         return self.model_.predict_proba(self._features(texts))
@@ -194,10 +250,16 @@ class ComplexityClassifier:
             lr, calibration = self.model_, {"method": "none"}
         blocks = []
         for kind, vec in self.vectorizers_:
+            if kind == "embedding":
+                blocks.append(vec.to_data())
+                continue
             terms = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
             blocks.append({"kind": kind, "ngrams": list(vec.ngram_range), "terms": terms, "idf": vec.idf_.tolist()})
-        return {"features": blocks, "coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist(),
-                "calibration": calibration, "classes": self.classes_, "C": self.C}
+        out = {"features": blocks, "coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist(),
+               "calibration": calibration, "classes": self.classes_, "C": self.C}
+        if hasattr(self, "success_"):
+            out["success"] = {"coef": self.success_["coef"].tolist(), "intercept": self.success_["intercept"].tolist()}
+        return out
 
 
 def _expit(z: np.ndarray) -> np.ndarray:
@@ -218,6 +280,7 @@ class RouterModel:
     intercept: np.ndarray
     calibration: Mapping[str, Any]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    success: Mapping[str, np.ndarray] | None = None  # per-tier success models (coef, intercept), if trained
 
     @classmethod
     def from_classifier(cls, clf: ComplexityClassifier, tiers: Sequence[str], costs: Sequence[float],
@@ -239,9 +302,10 @@ class RouterModel:
             m = d["model"]
             model = cls(tuple(t["name"] for t in d["tiers"]), tuple(float(t["cost"]) for t in d["tiers"]),
                         str(d["cost_unit"]), tuple(int(c) for c in m["classes"]), tuple(int(t) for t in m["class_tier"]),
-                        tuple(FeatureBlock.from_data(b) for b in m["features"]),
+                        tuple(_block_from_data(b) for b in m["features"]),
                         np.asarray(m["coef"], dtype=float), np.asarray(m["intercept"], dtype=float),
-                        dict(m["calibration"]), dict(d.get("meta", {})))
+                        dict(m["calibration"]), dict(d.get("meta", {})),
+                        {k: np.asarray(v, dtype=float) for k, v in m["success"].items()} if "success" in m else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtefactError(f"{where}: malformed router artefact ({type(exc).__name__}: {exc})") from None
         n_features = sum(len(b.terms) for b in model.blocks)
@@ -250,12 +314,17 @@ class RouterModel:
         if model.coef.shape != (rows, n_features) or model.intercept.shape != (rows,) or \
                 not all(0 <= t < len(model.tiers) for t in model.class_tier) or len(model.class_tier) != k:
             raise ArtefactError(f"{where}: inconsistent router artefact (coefficients, classes and tiers disagree)")
+        if model.success is not None and (model.success["coef"].shape != (len(model.tiers), n_features)
+                                          or model.success["intercept"].shape != (len(model.tiers),)):
+            raise ArtefactError(f"{where}: inconsistent router artefact (success models and tiers disagree)")
         return model
 
     def to_data(self) -> dict[str, Any]:
         model = {"features": [b.to_data() for b in self.blocks], "coef": self.coef.tolist(),
                  "intercept": self.intercept.tolist(), "calibration": dict(self.calibration),
                  "classes": list(self.classes)}
+        if self.success is not None:
+            model["success"] = {k: v.tolist() for k, v in self.success.items()}
         return _artefact(model, self.tiers, self.costs, self.cost_unit, list(self.class_tier), dict(self.meta))
 
     def save(self, path: str | Path) -> None:
@@ -263,10 +332,18 @@ class RouterModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_data(), ensure_ascii=False) + "\n", encoding="utf-8")
 
+    def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        return sparse.hstack([b.transform(texts) for b in self.blocks]).tocsr()
+
+    def success_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """P(tier t solves the task) per text and tier (the per-tier success models)."""
+        if self.success is None:
+            raise ArtefactError("this router has no per-tier success models; retrain it with 'llmnet complexity train'")
+        return _expit(np.asarray(self._features(texts) @ self.success["coef"].T) + self.success["intercept"])
+
     def class_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated class probabilities, columns in ``classes`` order."""
-        X = sparse.hstack([b.transform(texts) for b in self.blocks]).tocsr()
-        z = np.asarray(X @ self.coef.T) + self.intercept
+        z = np.asarray(self._features(texts) @ self.coef.T) + self.intercept
         k = len(self.classes)
         method = self.calibration.get("method")
         if method == "sigmoid":
@@ -315,7 +392,8 @@ def load_router_model(path: str | Path) -> RouterModel:
 
 
 def select_c(train: tuple[Sequence[str], Sequence[int]], val: tuple[Sequence[str], Sequence[int]],
-             grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)) -> tuple[float, dict[float, float]]:
+             grid: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), features: str = "tfidf"
+             ) -> tuple[float, dict[float, float]]:
     """The regularisation C with the lowest validation log loss, and every C's loss.
 
     Without validation tasks C = 1 (and no losses).
@@ -324,7 +402,7 @@ def select_c(train: tuple[Sequence[str], Sequence[int]], val: tuple[Sequence[str
         return 1.0, {}
     losses: dict[float, float] = {}
     for C in grid:
-        clf = ComplexityClassifier(C=C).fit(list(train[0]), list(train[1]))
+        clf = ComplexityClassifier(C=C, features=features).fit(list(train[0]), list(train[1]))
         proba = clf.predict_proba(list(val[0]))
         col = {c: i for i, c in enumerate(clf.classes_)}
         p = [proba[i, col[c]] if c in col else 0.0 for i, c in enumerate(val[1])]
@@ -336,9 +414,10 @@ def select_c(train: tuple[Sequence[str], Sequence[int]], val: tuple[Sequence[str
 
 PAPER_WORK = "creating the correct code for the task"
 PAPER_PROMPT = ("On a scale of 1 to 5 based solely on the complexity of {work}, where 1 represents a very easy task, "
-                "2 an easy task, 3 a moderately complex task, 4 a complex task, and 5 represents a highly complex "
-                "problem, the complexity of the task \"{question}\" is: ")
-"""Bae et al.'s prompt; PAPERS.md elides its middle ("..."), filled here with the obvious steps 2-4."""
+                "2 represents a fairly straightforward task, and 3 represents a medium difficulty task, 4 represents "
+                "a challenging task, and 5 represents a highly complex problem, the complexity of the task "
+                "\"{question}\" is: ")
+"""Bae et al.'s prompt in the authors' wording (ComplexityNet's released code)."""
 
 
 def score_to_tier(score: float | None, n_tiers: int) -> int:

@@ -1,40 +1,37 @@
-"""Splits, training with validation, and the held-out evaluation of a ComplexityNet router.
+"""Splits, training with validation, held-out evaluation and cross-validation of a ComplexityNet router.
 
 End-to-end numbers come from the labelling runs, not from new model calls: a label
 record holds, for every tier, its successes over T independent trials and its cost on
-that task. Routing a task to tier j therefore earns the expected accuracy
-counts_j / T and costs cost_j, and every policy (the router, each fixed tier, random
-routing, the oracle) is scored exactly on the same draws. (``Tiers.gated`` runs the
-real gated network; with the labelling cache its trial-0 answers cost nothing.)
+that task, so every policy is scored exactly on the same draws (``llmnet.complexity.report``:
+the majority baseline, random routing at equal cost and the oracle beside every router,
+with bootstrap intervals and verdicts).
 
-Policies on the test split:
+Policies: ``always <tier>``; ``majority tier`` (the training split's most common label);
+``router predicted`` (the paper's rule); ``router cost_aware@t`` (P(label <= j) >= t; its
+target is a probability about the label, see ``llmnet.complexity.router``); ``router
+success@t`` for several targets (the per-tier success models: the cheapest tier with
+predicted P(solves) >= t, so t is an expected success rate and its realised success is
+printed beside it); ``llm baseline`` (optional: the untuned LLM's 1-5 score on tiers).
 
-* ``always <tier>`` for every tier (the first is always-cheapest, the last always-top);
-* ``router predicted`` and ``router cost_aware@target`` (``llmnet.complexity.router``);
-* ``random @ equal cost``: each task sent to tier j with the router's share of tier j,
-  independently of the task: the same expected cost, accuracy sum_j share_j acc_j;
-* ``oracle``: the cheapest tier that solves the task (its label); for an unsolved task,
-  the cheapest tier with the most successes; random routing at the oracle's cost bounds
-  how far any router can beat random at equal cost;
-* ``llm baseline`` (optional): the untuned LLM's 1-5 score collapsed onto tiers.
-
-Label accuracy (on labelled test tasks): exact (the class; 1..5 under the paper's rule)
-and tier-collapsed, as Bae et al. report them, with the training split's most frequent
-label as the floor a classifier has to beat.
+Splits: seeded stratified fractions (``split_records``), a fixed split from a JSON file
+(``read_split``: ``{"train": [ids], "validation": [ids], "test": [ids]}``), or repeated
+stratified K-fold cross-validation (``cross_validate``), where each fold trains a router
+on the other folds (validation carved out of them) and every task is scored once per
+repeat by a router that never saw it.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmnet.complexity.classifier import ComplexityClassifier, RouterModel, score_to_tier, select_c
+from llmnet.complexity.report import ComplexityReport, Routing, build_report, costs, success
 from llmnet.complexity.router import decide
 from llmnet.errors import ArtefactError
 
@@ -67,57 +64,36 @@ def split_records(records: Sequence[Record], fractions: Sequence[float] = (0.6, 
     return train, val, test
 
 
-def success(records: Sequence[Record]) -> np.ndarray:
-    """Expected accuracy of each tier on each task: successes / trials (tasks x tiers)."""
-    return np.array([[c / r["trials"] for c in r["counts"].values()] for r in records], dtype=float)
+def outcome(records: Sequence[Record], tiers: Sequence[int]) -> tuple[float, float]:
+    """Mean expected accuracy and cost of sending task i to ``tiers[i]``."""
+    rows, idx = np.arange(len(records)), np.asarray(tiers, dtype=int)
+    return float(success(records)[rows, idx].mean()), float(costs(records)[rows, idx].mean())
 
 
-def costs(records: Sequence[Record]) -> np.ndarray:
-    return np.array([list(map(float, r["cost"].values())) for r in records], dtype=float)
-
-
-def true_tiers(records: Sequence[Record]) -> list[int | None]:
-    names = tier_names(records)
-    return [None if r.get("label") is None else names.index(r["label"]) for r in records]
-
-
-def oracle_tiers(records: Sequence[Record]) -> np.ndarray:
-    """The label where the task is solved, else the cheapest tier with the most successes."""
-    names = tier_names(records)
-    out = []
-    for r in records:
-        counts = list(r["counts"].values())
-        if r.get("label") is not None and not r.get("unsolved"):
-            out.append(names.index(r["label"]))
-        else:
-            out.append(max(range(len(counts)), key=lambda j: (counts[j], -j)))
-    return np.array(out, dtype=int)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A routing policy's expected accuracy and cost per task, and its share of tasks per tier."""
-
-    accuracy: float
-    cost: float
-    shares: tuple[float, ...]
-
-    def to_data(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "cost": self.cost, "shares": list(self.shares)}
-
-
-def outcome(records: Sequence[Record], tiers: Sequence[int]) -> Outcome:
-    s, c = success(records), costs(records)
-    rows = np.arange(len(records))
-    idx = np.asarray(tiers, dtype=int)
-    shares = np.bincount(idx, minlength=s.shape[1]) / len(records)
-    return Outcome(float(s[rows, idx].mean()), float(c[rows, idx].mean()), tuple(float(x) for x in shares))
-
-
-def random_at(records: Sequence[Record], shares: Sequence[float]) -> Outcome:
-    """Tasks sent to tier j with probability shares[j], blind to the task (exact expectation)."""
-    w = np.asarray(shares)
-    return Outcome(float(success(records).mean(axis=0) @ w), float(costs(records).mean(axis=0) @ w), tuple(shares))
+def read_split(path: str | Path, records: Sequence[Record]) -> tuple[list[Record], list[Record], list[Record]]:
+    """Train / validation / test records named by a JSON split file (module docstring)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtefactError(f"{path}: cannot read split file: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(data, dict) or set(data) - {"train", "validation", "test"} or "train" not in data or \
+            not all(isinstance(v, list) for v in data.values()):
+        raise ArtefactError(f"{path}: a split file is a JSON object {{\"train\": [ids], \"validation\": [ids], "
+                            f"\"test\": [ids]}} (validation and test optional)")
+    by_id = {str(r["id"]): r for r in records}
+    parts, seen = [], set()
+    for part in ("train", "validation", "test"):
+        ids = [str(i) for i in data.get(part, [])]
+        unknown = [i for i in ids if i not in by_id]
+        if unknown:
+            raise ArtefactError(f"{path}: {part} id '{unknown[0]}' is not in the labels ({len(unknown)} unknown)")
+        twice = seen & set(ids)
+        if twice:
+            raise ArtefactError(f"{path}: id '{sorted(twice)[0]}' is in more than one part of the split")
+        seen |= set(ids)
+        parts.append([by_id[i] for i in ids])
+    return parts[0], parts[1], parts[2]
 
 
 def choose_target(records: Sequence[Record], model: RouterModel, tolerance: float = 0.01,
@@ -127,12 +103,12 @@ def choose_target(records: Sequence[Record], model: RouterModel, tolerance: floa
     Without one, the target of highest accuracy (cheaper on ties). Returns it and the sweep.
     """
     proba = model.tier_proba([r["question"] for r in records])
-    top = outcome(records, [len(model.tiers) - 1] * len(records))
+    top_accuracy, _ = outcome(records, [len(model.tiers) - 1] * len(records))
     table = []
     for t in grid:
-        o = outcome(records, decide(proba, "cost_aware", t))
-        table.append({"target": float(t), "accuracy": o.accuracy, "cost": o.cost})
-    good = [row for row in table if row["accuracy"] >= top.accuracy - tolerance - 1e-12]
+        accuracy, cost = outcome(records, decide(proba, "cost_aware", t))
+        table.append({"target": float(t), "accuracy": accuracy, "cost": cost})
+    good = [row for row in table if row["accuracy"] >= top_accuracy - tolerance - 1e-12]
     if good:
         best = min(good, key=lambda row: (row["cost"], -row["accuracy"]))
     else:
@@ -141,15 +117,19 @@ def choose_target(records: Sequence[Record], model: RouterModel, tolerance: floa
 
 
 def train_router(records: Sequence[Record], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0,
-                 tolerance: float = 0.01) -> RouterModel:
+                 tolerance: float = 0.01, split: tuple[Sequence[Record], Sequence[Record], Sequence[Record]] | None = None,
+                 features: str = "tfidf") -> RouterModel:
     """Split, choose C (validation log loss) and the cost-aware target (validation), refit, return the artefact.
 
-    The target is chosen with the model fitted on the training split only, so the
-    validation tasks are unseen when it is picked; the returned model is refitted on
-    training + validation. The test ids are kept in ``meta.split`` for ``evaluate``.
+    ``split``: a fixed (train, validation, test) split instead of ``fractions``. The target
+    is chosen with the model fitted on the training split only, so the validation tasks are
+    unseen when it is picked; the returned model is refitted on training + validation, with
+    its per-tier success models (``ComplexityClassifier.fit_success``). The test ids are
+    kept in ``meta.split`` for ``evaluate``. ``features``: ``tfidf``, ``embedding`` (a local
+    LM's embeddings, ``llmnet.complexity.embed``) or ``both``.
     """
-    names = tier_names(records)
-    train, val, test = split_records(records, fractions, seed)
+    names = list(records[0]["counts"])
+    train, val, test = split if split is not None else split_records(records, fractions, seed)
     class_tier: dict[int, int] = {}
     for r in records:
         if r.get("class") is not None:
@@ -164,101 +144,24 @@ def train_router(records: Sequence[Record], fractions: Sequence[float] = (0.6, 0
 
     mean_costs = costs(records).mean(axis=0).tolist()
     cost_unit = str(records[0].get("cost_unit", "calls"))
-    best_c, losses = select_c(xy(train), xy(val))
-    meta: dict[str, Any] = {"rule": records[0].get("rule"), "trials": records[0]["trials"], "C": best_c,
+    best_c, losses = select_c(xy(train), xy(val), features=features)
+    how = {"file": True} if split is not None else {"fractions": list(fractions), "seed": seed}
+    meta: dict[str, Any] = {"features": features, "rule": records[0].get("rule"), "trials": records[0]["trials"], "C": best_c,
                             "validation_log_loss": {str(k): v for k, v in losses.items()},
-                            "split": {"fractions": list(fractions), "seed": seed, "train": len(train),
-                                      "validation": len(val), "test_ids": [str(r["id"]) for r in test]}}
+                            "split": {**how, "train": len(train), "validation": len(val),
+                                      "test_ids": [str(r["id"]) for r in test]}}
     if val:
-        first = RouterModel.from_classifier(ComplexityClassifier(C=best_c).fit(*xy(train)), names, mean_costs,
+        first = RouterModel.from_classifier(ComplexityClassifier(C=best_c, features=features).fit(*xy(train)), names, mean_costs,
                                             cost_unit, class_tier)
         target, table = choose_target(val, first, tolerance)
         meta.update(target=target, target_tolerance=tolerance, validation_sweep=table)
-    clf = ComplexityClassifier(C=best_c).fit(*(a + b for a, b in zip(xy(train), xy(val))))
+    seen = [*train, *val]
+    clf = ComplexityClassifier(C=best_c, features=features).fit(*(a + b for a, b in zip(xy(train), xy(val))))
+    clf.fit_success([r["question"] for r in seen], [list(r["counts"].values()) for r in seen], int(seen[0]["trials"]))
     meta["trained_on"] = len(xy(train)[0]) + len(xy(val)[0])
-    meta["trained_labels"] = {t: sum(r.get("label") == t for r in (*train, *val) if r.get("class") is not None)
-                              for t in names}
+    meta["trained_labels"] = {t: sum(r.get("label") == t for r in seen if r.get("class") is not None) for t in names}
     meta["calibration"] = clf.calibration_
     return RouterModel.from_classifier(clf, names, mean_costs, cost_unit, class_tier, meta)
-
-
-@dataclass(frozen=True)
-class ComplexityReport:
-    """The held-out evaluation: label accuracies, policies, the target sweep (see the module docstring)."""
-
-    tiers: tuple[str, ...]
-    cost_unit: str
-    n_test: int
-    n_labelled: int
-    target: float
-    label_accuracy: Mapping[str, Mapping[str, float | None]]
-    policies: Mapping[str, Outcome]
-    curve: tuple[dict[str, float], ...]
-
-    def saving_captured(self, policy: str) -> float | None:
-        """Share of the oracle's saving (always-top cost minus oracle cost) that ``policy`` achieves."""
-        top, oracle = self.policies[f"always {self.tiers[-1]}"].cost, self.policies["oracle"].cost
-        if top - oracle <= 0:
-            return None
-        return (top - self.policies[policy].cost) / (top - oracle)
-
-    def to_data(self) -> dict[str, Any]:
-        return {"tiers": list(self.tiers), "cost_unit": self.cost_unit, "n_test": self.n_test,
-                "n_labelled": self.n_labelled, "target": self.target,
-                "label_accuracy": {k: dict(v) for k, v in self.label_accuracy.items()},
-                "policies": {k: v.to_data() for k, v in self.policies.items()},
-                "saving_captured": {k: self.saving_captured(k) for k in self.policies},
-                "curve": list(self.curve)}
-
-    def summary_lines(self) -> list[str]:
-        lines = [f"test tasks: {self.n_test} ({self.n_labelled} labelled); cost unit: {self.cost_unit}"]
-        for name, acc in self.label_accuracy.items():
-            exact, tier = ("n/a" if acc[k] is None else f"{acc[k]:.3f}" for k in ("exact", "tier"))
-            lines.append(f"label accuracy {name:<14} exact {exact}  tier {tier}")
-        for name, o in self.policies.items():
-            saved = self.saving_captured(name)
-            shown = saved is not None and not name.startswith(("always", "oracle", "random"))
-            lines.append(f"{name:<38} accuracy {o.accuracy:.3f}  cost {o.cost:7.3f}"
-                         + (f"  oracle saving captured {saved:6.1%}" if shown else ""))
-        return lines
-
-    def plot(self, path: str | Path) -> None:
-        """All policies and the target sweep on one cost-accuracy plot (PNG)."""
-        from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-        fig = Figure(figsize=(7, 5))
-        ax = fig.subplots()
-        fixed = [self.policies[f"always {t}"] for t in self.tiers]
-        ax.plot([o.cost for o in fixed], [o.accuracy for o in fixed], "s--", color="grey", label="always one tier")
-        for t, o in zip(self.tiers, fixed):
-            ax.annotate(t, (o.cost, o.accuracy), textcoords="offset points", xytext=(4, -10), fontsize=8)
-        ax.plot([p["cost"] for p in self.curve], [p["accuracy"] for p in self.curve], "o-", color="tab:blue",
-                markersize=3, label="router cost_aware (target sweep)")
-        ax.plot([p["random_cost"] for p in self.curve], [p["random_accuracy"] for p in self.curve], ":",
-                color="tab:red", label="random @ equal cost (sweep)")
-        styles = {"router predicted": ("D", "tab:cyan"), "oracle": ("*", "gold"), "llm baseline": ("^", "tab:green")}
-        for name, o in self.policies.items():
-            if name in styles:
-                marker, color = styles[name]
-                ax.plot(o.cost, o.accuracy, marker, color=color, markersize=11, markeredgecolor="black", label=name)
-            elif name.startswith("router cost_aware"):
-                ax.plot(o.cost, o.accuracy, "o", color="tab:blue", markersize=10, markeredgecolor="black", label=name)
-            elif name.startswith("random") and "cost_aware" in name:
-                ax.plot(o.cost, o.accuracy, "o", color="tab:red", markersize=8, label=name)
-        ax.set_xlabel(f"cost per task ({self.cost_unit})")
-        ax.set_ylabel("accuracy (expected over trials)")
-        ax.set_title(f"ComplexityNet routing, {self.n_test} test tasks")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-
-    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(self.to_data(), indent=2) + "\n", encoding="utf-8")
-        self.plot(out / "curve.png")
-        return out / "report.json", out / "curve.png"
 
 
 def held_out(records: Sequence[Record], model: RouterModel) -> list[Record]:
@@ -268,56 +171,103 @@ def held_out(records: Sequence[Record], model: RouterModel) -> list[Record]:
     return held or list(records)
 
 
+SUCCESS_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def majority_tier(model: RouterModel) -> int:
+    """The tier most often the label on the router's training tasks (ties: the cheaper)."""
+    trained = model.meta.get("trained_labels")
+    if not trained:
+        raise ArtefactError("the router artefact has no training label counts (meta.trained_labels); retrain it")
+    names = list(model.tiers)
+    return names.index(max(trained, key=lambda t: (trained[t], -names.index(t))))
+
+
+def route(records: Sequence[Record], model: RouterModel, target: float | None = None,
+          success_targets: Sequence[float] = SUCCESS_TARGETS, llm_scores: Sequence[float | None] | None = None,
+          sweep: Sequence[float] = SWEEP) -> Routing:
+    """Every policy's tier per task for ``model`` on ``records`` (module docstring)."""
+    names = list(records[0]["counts"])
+    if names != list(model.tiers):
+        raise ArtefactError(f"the labels' tiers {names} differ from the router's {list(model.tiers)}")
+    target = float(target if target is not None else model.meta.get("target", 0.8))
+    texts = [r["question"] for r in records]
+    proba = model.tier_proba(texts)
+    policies = {"router predicted": decide(proba, "predicted"),
+                f"router cost_aware@{target:g}": decide(proba, "cost_aware", target)}
+    targets = {}
+    if model.success is not None:
+        p_success = model.success_proba(texts)
+        for t in success_targets:
+            targets[f"router success@{t:g}"] = float(t)
+            policies[f"router success@{t:g}"] = decide(p_success, "success", t)
+    classes = np.asarray(model.classes)[np.argmax(model.class_proba(texts), axis=1)]
+    llm = llm_class = None
+    if llm_scores is not None:
+        llm = np.array([score_to_tier(x, len(names)) for x in llm_scores])
+        llm_class = np.array([-2 if x is None else int(np.floor(x + 0.5)) for x in llm_scores])
+    return Routing(policies, tuple(policies), classes, np.full(len(records), majority_tier(model)), targets,
+                   {float(t): decide(proba, "cost_aware", t) for t in sorted(set(sweep) | {target})}, llm, llm_class)
+
+
 def evaluate_router(records: Sequence[Record], model: RouterModel, target: float | None = None,
-             llm_scores: Sequence[float | None] | None = None, sweep: Sequence[float] = SWEEP) -> ComplexityReport:
-    """Evaluate ``model`` on ``records`` (already the test split; see ``test_split``).
+                    llm_scores: Sequence[float | None] | None = None, sweep: Sequence[float] = SWEEP,
+                    success_targets: Sequence[float] = SUCCESS_TARGETS, evaluation: str = "held-out tasks"
+                    ) -> ComplexityReport:
+    """Evaluate ``model`` on ``records`` (already the test split; see ``held_out``).
 
     ``target`` defaults to the one chosen on validation at training (else 0.8);
     ``llm_scores`` are the untuned baseline's mean 1-5 scores for the same records.
     """
-    names = tier_names(records)
-    if names != list(model.tiers):
-        raise ArtefactError(f"the labels' tiers {names} differ from the router's {list(model.tiers)}")
+    routing = route(records, model, target, success_targets, llm_scores, sweep)
     target = float(target if target is not None else model.meta.get("target", 0.8))
-    n = len(names)
-    proba_class = model.class_proba([r["question"] for r in records])
-    proba = model.tier_proba([r["question"] for r in records])
-    truth = true_tiers(records)
-    labelled = [i for i, t in enumerate(truth) if t is not None]
-    predicted = decide(proba, "predicted")
-    paper_classes = records[0].get("rule") == "paper"
+    return build_report(records, routing, model.cost_unit, evaluation, target)
 
-    def accuracy(hits: Sequence[bool]) -> float | None:
-        return float(np.mean(hits)) if len(hits) else None
 
-    classes = np.asarray(model.classes)[np.argmax(proba_class, axis=1)]
-    label_accuracy = {"router": {
-        "exact": accuracy([classes[i] == records[i]["class"] for i in labelled]),
-        "tier": accuracy([predicted[i] == truth[i] for i in labelled])}}
-    trained = model.meta.get("trained_labels")
-    if trained:
-        majority = names.index(max(trained, key=lambda t: (trained[t], -names.index(t))))
-        label_accuracy["majority label"] = {"exact": None, "tier": accuracy([truth[i] == majority for i in labelled])}
-    policies: dict[str, Outcome] = {f"always {t}": outcome(records, [j] * len(records)) for j, t in enumerate(names)}
-    policies["router predicted"] = outcome(records, predicted)
-    policies["random @ equal cost (predicted)"] = random_at(records, policies["router predicted"].shares)
-    aware = f"router cost_aware@{target:g}"
-    policies[aware] = outcome(records, decide(proba, "cost_aware", target))
-    policies[f"random @ equal cost (cost_aware@{target:g})"] = random_at(records, policies[aware].shares)
-    policies["oracle"] = outcome(records, oracle_tiers(records))
-    policies["random @ equal cost (oracle)"] = random_at(records, policies["oracle"].shares)
-    if llm_scores is not None:
-        llm_tiers = [score_to_tier(s, n) for s in llm_scores]
-        rounded = [None if s is None else int(np.floor(s + 0.5)) for s in llm_scores]
-        label_accuracy["llm baseline"] = {
-            "exact": accuracy([rounded[i] == records[i]["class"] for i in labelled]) if paper_classes else None,
-            "tier": accuracy([llm_tiers[i] == truth[i] for i in labelled])}
-        policies["llm baseline"] = outcome(records, llm_tiers)
-    curve = []
-    for t in sorted(set(sweep) | {target}):
-        o = outcome(records, decide(proba, "cost_aware", t))
-        r = random_at(records, o.shares)
-        curve.append({"target": float(t), "accuracy": o.accuracy, "cost": o.cost, "random_accuracy": r.accuracy,
-                      "random_cost": r.cost})
-    return ComplexityReport(tuple(names), model.cost_unit, len(records), len(labelled), target, label_accuracy,
-                            policies, tuple(curve))
+def cross_validate(records: Sequence[Record], folds: int = 5, repeats: int = 1, seed: int = 0,
+                   tolerance: float = 0.01, success_targets: Sequence[float] = SUCCESS_TARGETS,
+                   progress: Callable[[int, int], None] | None = None, features: str = "tfidf") -> ComplexityReport:
+    """Repeated stratified K-fold cross-validation (module docstring); one report over every task.
+
+    Each fold's router is trained by ``train_router`` on the other folds, split 75/25 into
+    training and validation (C and the cost-aware target chosen there). With ``repeats`` > 1
+    every task is scored once per repeat: the report pools the repeats (tasks x repeats
+    rows), so its intervals are for this procedure, not for one router.
+    """
+    if folds < 2:
+        raise ArtefactError(f"--folds must be at least 2, got {folds}")
+    if repeats < 1:
+        raise ArtefactError(f"--repeats must be at least 1, got {repeats}")
+    pooled_records: list[Record] = []
+    parts: list[Routing] = []
+    done, total = 0, folds * repeats
+    for rep in range(repeats):
+        groups: dict[str, list[int]] = {}
+        for i, r in sorted(enumerate(records), key=lambda ir: str(ir[1]["id"])):
+            groups.setdefault(str(r.get("label")), []).append(i)
+        rng = random.Random(seed * 1000 + rep)
+        fold_of = np.zeros(len(records), dtype=int)
+        offset = 0
+        for key in sorted(groups):
+            members = groups[key]
+            rng.shuffle(members)
+            for k, i in enumerate(members):
+                fold_of[i] = (offset + k) % folds
+            offset += len(members)
+        for f in range(folds):
+            test_idx = np.flatnonzero(fold_of == f)
+            rest = [records[i] for i in np.flatnonzero(fold_of != f)]
+            train, val, _ = split_records(rest, (0.75, 0.25, 0.0), seed + rep * folds + f)
+            model = train_router(rest, tolerance=tolerance, split=(train, val, []), features=features)
+            part = [records[i] for i in test_idx]
+            routed = route(part, model, None, success_targets)
+            key = "router cost_aware (target from validation)"
+            policies = {key if k.startswith("router cost_aware@") else k: v for k, v in routed.policies.items()}
+            parts.append(Routing(policies, tuple(policies), routed.predicted_class, routed.majority,
+                                 routed.success_targets, {t: v for t, v in routed.sweep.items() if t in SWEEP}))
+            pooled_records.extend(part)
+            done += 1
+            if progress:
+                progress(done, total)
+    how = f"{folds}-fold cross-validation" + (f" x {repeats} repeats" if repeats > 1 else "") + f", {features}"
+    return build_report(pooled_records, Routing.concat(parts), str(records[0].get("cost_unit", "calls")), how)

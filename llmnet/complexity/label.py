@@ -235,8 +235,13 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
         names = list(rec["counts"])
         if tiers is None:
             tiers = names
-        if names != tiers or list(rec["cost"]) != tiers:
-            raise ArtefactError(f"{where}: tiers {names} differ from the first record's {tiers}")
+        for field_name in ("counts", "cost"):
+            keys = list(rec[field_name])
+            if keys != tiers:
+                what = (f"lists the tiers in another order ({keys}) than the first record's counts ({tiers}); "
+                        f"tiers are ordered cheapest first" if sorted(keys) == sorted(tiers)
+                        else f"has tiers {keys}, the first record's counts {tiers}")
+                raise ArtefactError(f"{where}: '{field_name}' {what}")
         if rec.get("label") is not None and rec["label"] not in tiers:
             raise ArtefactError(f"{where}: label '{rec['label']}' is not a tier ({', '.join(tiers)})")
         records.append(rec)

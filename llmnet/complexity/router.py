@@ -8,14 +8,17 @@ probability of each *label*, the cheapest tier that solves the task (Bae et al.,
 
 * ``predicted`` (the paper): the most likely tier (class probabilities summed per tier;
   ties go to the cheaper tier).
-* ``cost_aware`` (beyond the paper): the cheapest tier j whose success probability
-  clears ``target``. Tiers are ordered so that a stronger tier solves what a cheaper one
-  does (the monotone-tier assumption behind labelling), hence tier j solves the task
-  exactly when the cheapest solving tier is j or below:
-  P(tier j solves) = P(label <= j) = sum_{i <= j} P(label = i). The top tier always
-  qualifies (its cumulative probability is 1). When unsolved tasks were labelled by
-  ``--unsolved best`` or ``top`` the label means "no tier above j is worth paying for",
-  and P(label <= j) is read as the probability that spending beyond tier j buys nothing.
+* ``cost_aware`` (beyond the paper): the cheapest tier j with
+  P(label <= j) = sum_{i <= j} P(label = i) >= ``target``. This reads "tier j solves" as
+  "label <= j", true only if a stronger tier solves whatever a cheaper one does and the
+  label is the cheapest solving tier (``--rule threshold``). Under the paper's rule it is
+  false (class 2, "GPT-3.5 needed", is grouped with Code Llama), and under any rule the
+  target is a probability about the *label*, not a success rate: read its realised
+  success beside the target, never as the target. The top tier always qualifies.
+* ``success`` (beyond the paper): the cheapest tier whose own success model predicts
+  P(tier solves the task) >= ``target`` (``RouterModel.success_proba``, trained on pass
+  counts); without one, the tier of highest predicted success (ties: cheaper). Here the
+  target is an expected success rate per task.
 
 Branches default to the tier names; ``tiers: {tier: branch}`` maps them otherwise.
 """
@@ -33,12 +36,18 @@ from llmnet.errors import ArtefactError
 from llmnet.routing import Router, register_router
 from llmnet.tasks.query import Query
 
-RULES = ("predicted", "cost_aware")
+RULES = ("predicted", "cost_aware", "success")
 
 
 def decide(tier_proba: np.ndarray, rule: str = "predicted", target: float = 0.8) -> np.ndarray:
-    """Tier index per row of ``tier_proba`` (rows: tasks, columns: tiers cheapest first)."""
+    """Tier index per row of ``tier_proba`` (rows: tasks, columns: tiers cheapest first).
+
+    For ``rule="success"`` the columns are P(tier solves), not label probabilities.
+    """
     proba = np.atleast_2d(tier_proba)
+    if rule == "success":
+        clears = proba >= target - 1e-12
+        return np.where(clears.any(axis=1), np.argmax(clears, axis=1), np.argmax(proba, axis=1))
     if rule == "predicted":
         return np.argmax(proba, axis=1)  # the first maximum: ties go to the cheaper tier
     if rule == "cost_aware":
@@ -55,6 +64,9 @@ class ComplexityNetRouter(Router):
                  tiers: Mapping[str, str] | None = None, source: str = "router"):
         if rule not in RULES:
             raise ArtefactError(f"{source}: unknown rule '{rule}' (known: {', '.join(RULES)})")
+        if rule == "success" and model.success is None:
+            raise ArtefactError(f"{source}: rule 'success' needs per-tier success models; retrain the router with "
+                                f"'llmnet complexity train'")
         unknown = [t for t in (tiers or {}) if t not in model.tiers]
         if unknown:
             raise ArtefactError(f"{source}: router.tiers names unknown tier '{unknown[0]}' (the artefact's tiers: "
@@ -74,7 +86,9 @@ class ComplexityNetRouter(Router):
 
     def tiers_for(self, texts: Sequence[str]) -> list[str]:
         """The chosen tier name for each text."""
-        return [self.model.tiers[i] for i in decide(self.model.tier_proba(list(texts)), self.rule, self.target)]
+        texts = list(texts)
+        proba = self.model.success_proba(texts) if self.rule == "success" else self.model.tier_proba(texts)
+        return [self.model.tiers[i] for i in decide(proba, self.rule, self.target)]
 
     def choose(self, query: Query, prompt: str, branches: Sequence[str]) -> str:
         (tier,) = self.tiers_for([query.question])

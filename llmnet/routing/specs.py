@@ -48,12 +48,13 @@ class ComplexityNetRouterSpec(_Strict):
     """A trained ComplexityNet classifier (``llmnet complexity train``) picks the tier.
 
     ``rule: predicted`` routes to the most likely tier (the paper); ``rule: cost_aware``
-    routes to the cheapest tier whose predicted success probability is >= ``target``.
+    to the cheapest tier j with P(label <= j) >= ``target``; ``rule: success`` to the
+    cheapest tier whose own success model predicts P(tier solves) >= ``target``.
     """
 
     kind: Literal["complexitynet"]
     path: str = Field(min_length=1)
-    rule: Literal["predicted", "cost_aware"] = "predicted"
+    rule: Literal["predicted", "cost_aware", "success"] = "predicted"
     target: float = Field(0.8, gt=0, le=1)
     tiers: dict[str, str] = Field(
         default_factory=dict, description="map from the classifier's tier names to branch names (default: same names)"

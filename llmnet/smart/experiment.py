@@ -26,7 +26,8 @@ from llmnet.execute import RunConfig, run_network
 from llmnet.network.graph import Network, compile_network
 from llmnet.network.loader import suggest
 from llmnet.smart.router import PLAN_FORMAT, PLAN_VERSION
-from llmnet.smart.session import Candidate, SmartResult, SmartSession, plot_bounds
+from llmnet.smart.plots import plot_bounds
+from llmnet.smart.session import Candidate, SmartResult, SmartSession
 from llmnet.tasks.query import Query
 
 
@@ -58,9 +59,11 @@ class _Member:
 class SmartRunner:
     """Runs members on items through the executor (one cache), remembering answers and costs."""
 
-    def __init__(self, network: Network, names: list[str], cache_path: Path | None, measure: str = "auto"):
+    def __init__(self, network: Network, names: list[str], cache_path: Path | None, measure: str = "auto",
+                 backends: dict[str, Any] | None = None):
         self.members = {n: _Member(member_network(network, n), {}, {}) for n in names}
         self.cache_path = cache_path
+        self.backends = dict(backends) if backends else None
         priced = any(m.price.input or m.price.output for m in network.spec.models.values())
         self.unit = "usd" if measure == "usd" or (measure == "auto" and priced) else "tokens"
 
@@ -69,7 +72,8 @@ class SmartRunner:
         todo = [q for q in items if q.id not in member.answers]
         if not todo:
             return
-        report = run_network(member.network, todo, RunConfig(cache_path=self.cache_path, progress=False))
+        report = run_network(member.network, todo, RunConfig(cache_path=self.cache_path, progress=False,
+                                                                 backends=self.backends))
         for rec in report.results:
             member.answers[rec["id"]] = None if rec["error"] else rec["answer"]
             member.costs[rec["id"]] = (rec["cost_usd"] + rec["cached_cost_usd"] if self.unit == "usd" else
@@ -86,14 +90,17 @@ class SmartRunner:
 def run_smart(network: Network, queries: list[Query], reference: str, candidates: list[str], *,
               delta: float = 0.05, gamma: float = 0.95, bound: str = "clopper-pearson", mix: bool = False,
               cache_path: Path | None = None, check_agreement: bool = True, measure: str = "auto",
-              progress=None) -> tuple[SmartResult, dict[str, Any]]:
-    """Faithful SMART (or the anytime variant) over ``queries``; returns the result and run details."""
+              progress=None, backends: dict[str, Any] | None = None) -> tuple[SmartResult, dict[str, Any]]:
+    """Faithful SMART (or the anytime variant) over ``queries``; returns the result and run details.
+
+    ``backends``: Backend instances by model name replacing the spec's, as in ``run_network``.
+    """
     if reference in candidates:
         raise LlmnetError(f"the reference '{reference}' is also a candidate")
     if len(queries) < 2:
         raise LlmnetError("SMART needs at least 2 items")
     names = [reference, *candidates]
-    runner = SmartRunner(network, names, cache_path, measure)
+    runner = SmartRunner(network, names, cache_path, measure, backends)
     first = queries[:1]
     for name in names:  # calibrate: everyone answers item 0 once, which gives each its cost
         runner.run(name, first)

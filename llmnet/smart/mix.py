@@ -20,18 +20,22 @@ and the cheapest feasible combination wins; the remaining items are split by ``x
 The paper enumerates the combinations and solves one LP each (it calls the whole a MILP).
 ``solve_mix`` offers two exact solvers of that problem:
 
-``solver="milp"``
-    One MILP (scipy's HiGHS): binaries ``z_mo`` pick one option per model,
-    ``sum_o z_mo log c_o >= log gamma`` is the product rule, and ``y_mo <= z_mo`` with
-    ``x_m = sum_o y_mo`` linearises ``x_m L_m(o)``. About 5-15 ms a call.
-
-``solver="vertices"``
+``solver="vertices"`` (the default)
     The LP has one equality and one inequality row, so an optimal basic solution uses at
     most two models: one with ``L_m >= a'``, or two with ``L_i < a' < L_j`` mixed to hit
     ``a'`` exactly. Enumerating every option pair whose confidences (times the best
     confidence of every unused model) still multiply to ``gamma`` covers every
     combination's optimum; vectorised, well under a millisecond. For simulations run
     thousands of times.
+
+``solver="milp"``
+    One MILP (scipy's HiGHS): binaries ``z_mo`` pick one option per model,
+    ``sum_o z_mo log c_o >= log gamma`` is the product rule, and ``y_mo <= z_mo`` with
+    ``x_m = sum_o y_mo`` linearises ``x_m L_m(o)``. About 5-15 ms a call. HiGHS stops at
+    an *absolute* gap of 1e-6, which at dollar costs per item (~1e-5) accepts almost any
+    feasible mix; so costs are divided by the cheapest positive one before solving (the
+    objective is then >= 1 and the gap relative), and the LP of the chosen options is
+    re-solved exactly at its vertices.
 
 Both agree with a brute-force enumeration of combinations and a fine grid of shares
 (tests).
@@ -111,7 +115,7 @@ def solve_mix(
     options: Mapping[str, Sequence[MixOption]],
     target: float,
     gamma: float,
-    solver: str = "milp",
+    solver: str = "vertices",
 ) -> MixSolution:
     """Cheapest shares ``x`` over ``costs``' models, one option per model (module docstring).
 
@@ -150,7 +154,9 @@ def _no_mix(target: float, gamma: float) -> LlmnetError:
 
 def _solve_milp(names, costs, pairs, target: float, gamma: float) -> MixSolution:
     n_y = len(pairs)
-    cost_y = np.array([costs[m] for m, _ in pairs], dtype=float)
+    positive = [c for c in costs.values() if c > 0]
+    scale = min(positive) if positive else 1.0  # HiGHS's gap is absolute: make the objective >= 1
+    cost_y = np.array([costs[m] / scale for m, _ in pairs], dtype=float)
     lower_y = np.array([o.lower for _, o in pairs])
     logc_y = np.array([math.log(o.confidence) for _, o in pairs])
     # variables: y (n_y continuous shares), then z (n_y binaries)
@@ -182,14 +188,10 @@ def _solve_milp(names, costs, pairs, target: float, gamma: float) -> MixSolution
     )
     if res.status != 0 or res.x is None:
         raise _no_mix(target, gamma)
-    y, z = res.x[:n_y], res.x[n_y:]
-    shares: dict[str, float] = {}
-    chosen: dict[str, MixOption] = {}
-    for i, (m, o) in enumerate(pairs):
-        if z[i] > 0.5:
-            chosen[m] = o
-        shares[m] = shares.get(m, 0.0) + max(y[i], 0.0)
-    return _solution(names, costs, shares, chosen, target)
+    z = res.x[n_y:]
+    chosen = [(m, o) for i, (m, o) in enumerate(pairs) if z[i] > 0.5]
+    # the chosen combination's LP, solved exactly (its confidences already meet gamma)
+    return _solve_vertices(names, costs, chosen, target, math.prod(o.confidence for _, o in chosen))
 
 
 def _solve_vertices(names, costs, pairs, target: float, gamma: float) -> MixSolution:

@@ -42,6 +42,19 @@ profiling, and the mix, which then credits each candidate with that one lower bo
 per-candidate level search). Failure can still come from the finite-sample luck of the
 applied items themselves, which the paper does not budget for either.
 
+Stopping for the mix (beyond the paper; ``stop_for_mix``, on by default for the anytime
+bound with ``mix=True``). The paper's early termination asks whether more profiling will
+make a *single* model satisfied. With a mix, every profiled item also tightens the lower
+bounds the mix credits, and the mix pays off long before a model is satisfied. At every
+check, the plan's cost if profiling stopped now, ``R c_mix(now)``, is compared with the
+projected cost of profiling ``k`` more items (``k = 10, 20, 40, ... < R``): ``k`` items of
+the reference and the unknown candidates, then ``(R - k) c_mix(k)``, where ``c_mix(k)``
+is the optimal mix's cost per item with each unknown candidate's counts moved along its
+observed rate (``s + k s/n`` agreements in ``n + k`` items). Profiling stops when no ``k``
+is projected to be cheaper. Only anytime-valid bounds may stop on such a data-dependent
+rule and keep their guarantee; with Clopper-Pearson it would add to the repeated-look
+problem, so the faithful variant never uses it.
+
 Driving a session::
 
     session = SmartSession(N, reference, candidates, delta=0.05)
@@ -66,7 +79,7 @@ from llmnet.smart.bounds import DecisionTable, decision_table, get_bound, reach_
 from llmnet.smart.mix import MixOption, paper_levels, remaining_target, solve_mix, split_items
 
 __all__ = ["Candidate", "Status", "Check", "Decision", "SmartPlan", "SmartResult", "SmartSession",
-           "simulate_smart", "simulate_profiling", "simulate_application", "plot_bounds"]
+           "simulate_smart", "simulate_profiling", "simulate_application"]
 
 
 @dataclass(frozen=True)
@@ -209,8 +222,8 @@ class SmartSession:
     ``reference``: the model whose outputs define agreement; ``candidates``: the others
     (those costing as much as the reference or more are never run). ``costs`` are expected
     costs per item; costs actually paid (``observe(costs_paid=...)``) replace them in the
-    early-termination arithmetic and the reported costs. ``mix_solver``: ``"milp"`` or
-    ``"vertices"`` (same optimum, see ``llmnet.smart.mix``).
+    early-termination arithmetic and the reported costs. ``mix_solver``: ``"vertices"`` or
+    ``"milp"`` (same optimum, see ``llmnet.smart.mix``).
     """
 
     def __init__(
@@ -226,7 +239,8 @@ class SmartSession:
         check_every: int = 10,
         early_termination: bool = True,
         termination_from: int = 100,
-        mix_solver: str = "milp",
+        mix_solver: str = "vertices",
+        stop_for_mix: bool | None = None,
     ):
         names = [reference.name, *(c.name for c in candidates)]
         if len(set(names)) != len(names):
@@ -248,6 +262,7 @@ class SmartSession:
         self.early_termination = bool(early_termination)
         self.termination_from = int(termination_from)
         self.mix_solver = mix_solver
+        self.stop_for_mix = (self.mix and self.bound == "anytime") if stop_for_mix is None else bool(stop_for_mix)
         # price order; the reference goes before candidates of equal cost
         self._order = sorted([reference, *candidates], key=lambda c: (c.cost, c is not reference))
         self._costs = {c.name: float(c.cost) for c in self._order}
@@ -367,6 +382,38 @@ class SmartSession:
             for m in self._unknown:
                 self._mark(m, Status.INVALID, "early-termination")
             self._refresh()
+        if not self._done and self.stop_for_mix and self._profiled < self.n_items and self._mix_gain_gone():
+            for m in self._unknown:
+                self._decided[m] = (self._profiled, "stopped-for-mix")
+            self._done = True
+
+    def _mix_cost(self, profiled: int, base: Mapping[str, list[MixOption]], lowers: Mapping[str, float]) -> float:
+        """Cost per item of the optimal mix over the items after ``profiled``, each model with
+        its ``base`` options, the unknown candidates credited with ``lowers`` instead."""
+        costs = {c.name: self.unit_cost(c.name) for c in self._order}
+        options = {m: [MixOption(1.0, lowers[m])] if m in lowers else base[m] for m in costs}
+        target = remaining_target(self.delta, profiled, self.n_items)
+        return solve_mix(costs, options, target, self.gamma, solver=self.mix_solver).cost_per_item
+
+    def _mix_gain_gone(self) -> bool:
+        """Whether no amount of further profiling is projected to make the mix cheaper (module docstring)."""
+        remaining = self.n_items - self._profiled
+        per_item = self.unit_cost(self.reference.name) + sum(self.unit_cost(m) for m in self._unknown)
+        base = {c.name: self._mix_options(c.name) for c in self._order}
+        now = remaining * self._mix_cost(self._profiled, base, {})
+        ks = self.check_every * 2 ** np.arange(max(int(np.ceil(np.log2(max(remaining / self.check_every, 1)))), 0))
+        ks = ks[ks < remaining]
+        bound = get_bound(self.bound)
+        moved = {m: bound.lower(np.minimum(self._agree[m] * (1 + ks / self._runs[m]), self._runs[m] + ks),
+                                self._runs[m] + ks, self.lower_error)
+                 for m in self._unknown if self._runs[m]}
+        for i, k in enumerate(ks):
+            if per_item * k >= now:
+                break
+            lowers = {m: float(v[i]) for m, v in moved.items()}
+            if k * per_item + (remaining - k) * self._mix_cost(self._profiled + int(k), base, lowers) < now:
+                return False
+        return True
 
     def expected_costs(self) -> tuple[np.ndarray, np.ndarray, float]:
         """The early-termination arithmetic at the current state: ``(k, E[C](k), c_sat R)``
@@ -547,41 +594,3 @@ def simulate_smart(
     )
     simulate_profiling(session, agreement_rates, rng)
     return session.result(realised_agreement=simulate_application(session.plan(), agreement_rates, rng))
-
-
-def plot_bounds(result: SmartResult, path) -> None:
-    """Each profiled candidate's lower/upper bound against items profiled, the
-    ``1 - delta`` line, and where each was marked satisfied / invalid / cut off."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(dict.fromkeys(c.name for c in result.history))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    marker = {"bound": {Status.SATISFIED: "^", Status.INVALID: "v"}, "early-termination": {Status.INVALID: "x"}}
-    for i, name in enumerate(names):
-        color = colors[i % len(colors)]
-        items, lo, hi = result.bounds(name)
-        d = next(d for d in result.decisions if d.name == name)
-        label = f"{name}: {d.status.value}" + (f" at {d.at_item} ({d.reason})" if d.at_item is not None else "")
-        ax.fill_between(items, lo, hi, color=color, alpha=0.15, step="post")
-        ax.step(items, lo, where="post", color=color, label=label)
-        ax.step(items, hi, where="post", color=color, lw=0.8, ls="--")
-        sym = marker.get(d.reason, {}).get(d.status)
-        if sym and d.at_item is not None:
-            j = min(int(np.searchsorted(items, d.at_item)), len(items) - 1)
-            ax.plot([d.at_item], [lo[j] if d.status is Status.SATISFIED else hi[j]], sym, color=color,
-                    ms=9, mec="black")
-    ax.axhline(1.0 - result.delta, color="black", lw=1, label=f"1 - delta = {1 - result.delta:.2f}")
-    ax.axvline(result.profiled, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("items profiled")
-    ax.set_ylabel("agreement with reference")
-    ax.set_ylim(max(0.0, 1.0 - 4 * result.delta), 1.0)
-    ax.set_title(f"SMART, {result.bound} bounds (lower solid, upper dashed), gamma={result.gamma}\n"
-                 "^ satisfied, v invalid, x cut off by early termination", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

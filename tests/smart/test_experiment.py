@@ -74,3 +74,24 @@ def test_cli_smart(tmp_path):
     assert data["bound"] == "anytime" and data["mix"] is True and data["realised_agreement"] is not None
     bad = subprocess.run(cmd[:-2] + ["--no-cache", "--bound", "wrong"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "--bound must be" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_smart_takes_custom_backends():
+    from llmnet.backends.base import Backend, Completion, Sample
+
+    class Echo(Backend):
+        """Answers every question with its first number; counts its calls."""
+
+        calls = 0
+
+        async def complete(self, request):
+            Echo.calls += 1
+            first = request.query.question.split()[0] if request.query else "0"
+            return Completion(tuple(Sample(first, 10, 1) for _ in range(request.n)))
+
+    net = loads_network(MEMBERS)
+    backends = {"ref": Echo("ref", net.spec.models["ref"]), "good": Echo("good", net.spec.models["good"])}
+    result, _ = run_smart(net, items(200), "ref", ["good", "bad"], delta=0.1, backends=backends)
+    status = {d.name: d.status.value for d in result.decisions}
+    assert status["good"] == "satisfied" and status["bad"] == "invalid"  # echo agrees with echo always
+    assert Echo.calls >= 2 * result.profiled and result.realised_agreement == 1.0

@@ -8,7 +8,8 @@ from numpy.testing import assert_allclose
 
 from llmnet.errors import LlmnetError
 from llmnet.smart.bounds import get_bound
-from llmnet.smart.session import Candidate, SmartSession, Status, plot_bounds, simulate_smart
+from llmnet.smart.plots import plot_bounds
+from llmnet.smart.session import Candidate, SmartSession, Status, simulate_smart
 
 REF = Candidate("ref", 1.0)
 
@@ -187,3 +188,34 @@ def test_simulation_is_deterministic_and_serialisable(tmp_path):
     assert path.stat().st_size > 1000
     with pytest.raises(LlmnetError, match="no agreement rate"):
         simulate_smart({"good": 0.9}, COSTS, 100)
+
+
+@pytest.mark.parametrize("bound", ["clopper-pearson", "anytime"])
+def test_mix_never_dearer_than_single_model_at_dollar_costs(bound):
+    # The paper's IMDB costs in dollars per item (~1e-5 to ~1e-2): the mix's plan must never
+    # cost more than the single-model plan after the same profiling (it is one of its options).
+    costs = {"gpt-4": 9.54e-3, "turbo": 3.18e-4, "instruct": 4.7e-4, "davinci": 6.5e-4, "babbage": 1.3e-4}
+    rates = {"turbo": 0.94, "instruct": 0.96, "davinci": 0.0, "babbage": 0.0}
+    for seed in range(6):
+        for delta in (0.04, 0.06, 0.1):
+            s = SmartSession(20_000, Candidate("gpt-4", costs["gpt-4"]),
+                             [Candidate(m, c) for m, c in costs.items() if m != "gpt-4"], delta=delta, bound=bound)
+            from llmnet.smart.session import simulate_profiling
+            simulate_profiling(s, rates, np.random.default_rng(seed))
+            single, mixed = s.plan(mix=False), s.plan(mix=True)
+            assert mixed.expected_cost <= single.expected_cost * (1 + 1e-9) + 1e-12
+
+
+def test_stop_for_mix_ends_profiling_early_and_keeps_the_bound():
+    # a candidate at 0.97 against a 0.95 target: the anytime mix stops profiling once more items
+    # are not projected to make the mix cheaper, before the bound marks the candidate satisfied
+    costs = {"ref": 1.0, "cheap": 0.03}
+    rates = {"cheap": 0.97}
+    stop = simulate_smart(rates, costs, 5000, delta=0.05, bound="anytime", mix=True, seed=0)
+    keep = simulate_smart(rates, costs, 5000, delta=0.05, bound="anytime", mix=True, seed=0, stop_for_mix=False)
+    assert stop.profiled < keep.profiled
+    assert stop.total_cost <= keep.total_cost
+    assert any(d.reason == "stopped-for-mix" for d in stop.decisions)
+    # all-agreeing profiles: the moved counts stay within their trials (no rounding past n)
+    perfect = simulate_smart({"cheap": 1.0}, costs, 3000, delta=0.05, bound="anytime", mix=True, seed=0)
+    assert perfect.realised_agreement >= 0.95
