@@ -165,8 +165,10 @@ def test_forged_records_on_the_result_channel_are_rejected():
              "    try:\n        os.write(fd, line)\n    except OSError:\n        pass\n"
              "os._exit(0)\n")
     r = run(forge, ["assert False"])
-    assert_failed_sample(r, "blocked")
-    assert "tampered" in r.detail
+    assert not r.passed and not any(r.per_test)
+    # whether the forged line reaches the parent (then: "tampered") or the program is seen to end early
+    # depends on scheduling; either way nothing forged is believed
+    assert (r.status, "tampered" in r.detail) in (("blocked", True), ("error", False)), (r.status, r.detail)
 
 
 FRAME_WALK = ("import sys, os\n"
