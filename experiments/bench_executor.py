@@ -317,14 +317,14 @@ else:
         from llmnet.backends.simulated import SimulatedBackend
         from llmnet.network.templates import render
         backend = SimulatedBackend("sim", net.spec.models["sim"])
-        async def go():
-            sem = asyncio.Semaphore(256)
+        async def go():  # 256 workers share one iterator, as llmnet's do
+            it = iter(queries)
             with open(Path(out) / "results.jsonl", "w") as fh:
-                async def one(q):
-                    async with sem:
+                async def worker():
+                    for q in it:
                         c = await backend.complete(Request(render(net.spec.task.prompt, q.template_values()), query=q))
-                    fh.write(json.dumps({"id": q.id, "text": c.samples[0].text}) + "\n")
-                await asyncio.gather(*(one(q) for q in queries))
+                        fh.write(json.dumps({"id": q.id, "text": c.samples[0].text}) + "\n")
+                await asyncio.gather(*(worker() for _ in range(256)))
         before = reset_peak()
         asyncio.run(go())
     else:
