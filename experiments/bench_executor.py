@@ -36,7 +36,7 @@ from llmnet.backends.base import Backend, Completion, Request, Sample
 from llmnet.backends.simulated import SimulatedBackend
 from llmnet.execute import RunConfig, run_network
 from llmnet.execute.cache import SampleCache
-from llmnet.execute.commits import GroupCommit
+from llmnet.execute.commits import GroupCommit, GroupRead
 from llmnet.network.templates import render
 from llmnet.nodes.base import Candidate, plurality, seeded_rng
 from llmnet.tasks.answers import extract
@@ -207,7 +207,7 @@ def cpu_row(sizes, reps, with_langgraph):
 
 
 def cache_row(n_queries, reps):
-    """The cache alone: batched commits through the writer thread, and one SELECT per query."""
+    """The cache alone, through the executor's paths: group commits and grouped reads (256 queries in flight)."""
     items = [(f"{i:064x}", [(s, Sample(f" {i + s}", 8, 2)) for s in range(K)]) for i in range(n_queries)]
     writes, reads = [], []
     for _ in range(reps):
@@ -231,12 +231,21 @@ def cache_row(n_queries, reps):
             writes.append(n_queries * K / (time.perf_counter() - t0))
             cache.close()
             cache = SampleCache(path)
-            seeds = list(range(K))
+
+            async def read_all():  # the executor's read path: 256 queries in flight, one SELECT a turn
+                reader = GroupRead(cache)
+                sem = asyncio.Semaphore(256)
+
+                async def one(key):
+                    async with sem:
+                        return len(await reader.get(key, 0, K - 1))
+
+                return sum(await asyncio.gather(*(one(k) for k, _ in items)))
+
             t0 = time.perf_counter()
-            for key, _ in items:
-                got = cache.get_many(key, seeds)
+            got = asyncio.run(read_all())
             reads.append(n_queries * K / (time.perf_counter() - t0))
-            assert len(got) == K and len(cache) == n_queries * K
+            assert got == n_queries * K and len(cache) == n_queries * K
             cache.close()
     row = {"samples": n_queries * K, "write_samples_per_s": statistics.median(writes),
            "read_samples_per_s": statistics.median(reads), "write_runs": writes, "read_runs": reads,

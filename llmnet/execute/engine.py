@@ -18,7 +18,7 @@ from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
 from llmnet.errors import BackendError, BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache, request_key
-from llmnet.execute.commits import GroupCommit
+from llmnet.execute.commits import GroupCommit, GroupRead
 from llmnet.execute.limits import CostBudget, Limited
 from llmnet.execute.usage import Usage, price
 from llmnet.network.graph import Network
@@ -110,6 +110,7 @@ class Engine:
                        for name in network.spec.models if name in used}
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._writer: GroupCommit | None = None
+        self._reads: GroupRead | None = None
         self._plans: dict[int, tuple[Network, bool, list[tuple[str, Any, tuple[str, ...]]]]] = {}
         self.params: dict[int, tuple] = {}  # per node spec, its sampling parameters (see QueryRun.sample)
         self.routers: dict[int, Any] = {}
@@ -130,8 +131,8 @@ class Engine:
         """K samples for ``request`` (n = K), from the cache where possible, else paid for.
 
         What it took (calls, attempts, tokens, dollars) is added to ``usage``, failures included.
-        A fresh sample is committed to the cache (by the writer thread, never blocking the
-        event loop) before it is returned, so a killed run never pays for it again.
+        Cache reads and writes are batched per turn of the event loop (``llmnet.execute.commits``);
+        a fresh sample is committed before it is returned, so a killed run never pays for it again.
         """
         limited = self.models[model]
         n = request.n
@@ -147,7 +148,9 @@ class Engine:
         try:
             async with lock:
                 seeds = range(request.seed, request.seed + n)
-                have = self.cache.get_many(key, list(seeds))
+                if self._reads is None:
+                    self._reads = GroupRead(self.cache)
+                have = await self._reads.get(key, seeds.start, seeds.stop - 1)
                 if have:
                     usage.cache_hits += len(have)
                     p = c = 0
