@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmnet.errors import BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache
 from llmnet.execute.engine import Engine, query_fingerprint
@@ -271,7 +273,7 @@ class _Written:
         idx = self.index
         if not earlier and not others and all(idx[j] < idx[j + 1] for j in range(len(idx) - 1)):
             return  # written in order already (e.g. a sequential run)
-        order = sorted(range(len(idx)), key=idx.__getitem__)
+        order = np.argsort(np.frombuffer(idx, dtype=np.int64), kind="stable").tolist() if idx else []
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with path.open("rb") as src, tmp.open("wb") as dst:
             e = 0

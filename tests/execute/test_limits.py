@@ -45,6 +45,26 @@ def test_rate_limit_is_never_exceeded_in_any_window_including_the_first():
     assert sent[-1] - sent[0] >= (300 - 20) / 200 * 0.98  # and the rate is used, not wasted: about 1.4 s
 
 
+def test_a_call_past_its_timeout_fails_as_a_timeout_and_is_retried():
+    net = loads_network("models: {sim: {backend: simulated, model: s, limits: {timeout: 0.2, retries: 1, "
+                        "backoff: 0.01}}}\ntask: {prompt: 'Q: {question}'}\n"
+                        "nodes:\n  gen: {kind: generator, model: sim, samples: 1}\n")
+    slow_ids = {"arith-0-1"}
+
+    class Slow(SimulatedBackend):
+        async def complete(self, request):
+            if request.query.id in slow_ids:
+                await asyncio.sleep(5)
+            return await super().complete(request)
+
+    t0 = time.monotonic()
+    rep = run_network(net, arithmetic(3), RunConfig(progress=False, backends={"sim": Slow("sim", net.spec.models["sim"])}))
+    assert time.monotonic() - t0 < 2  # two attempts of 0.2 s (+ at most 5% each), not 5 s
+    by_id = {r["id"]: r for r in rep.results}
+    assert by_id["arith-0-1"]["error"].startswith("BackendTimeout") and by_id["arith-0-1"]["attempts"] == 2
+    assert all(by_id[q]["error"] is None for q in by_id if q not in slow_ids)
+
+
 def test_window_gives_back_an_overestimate_and_charges_an_overrun():
     now = [0.0]
 
