@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import gc
 import json
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from llmnet import loads_network
 from llmnet.backends.base import Backend, Completion, Request, Sample
 from llmnet.backends.simulated import SimulatedBackend
 from llmnet.execute import RunConfig, run_network
-from llmnet.execute.cache import SampleCache
+from llmnet.execute.cache import SCHEMA, SampleCache
 from llmnet.execute.commits import GroupCommit, GroupRead
 from llmnet.network.templates import render
 from llmnet.nodes.base import Candidate, plurality, seeded_rng
@@ -209,7 +210,7 @@ def cpu_row(sizes, reps, with_langgraph):
 def cache_row(n_queries, reps):
     """The cache alone, through the executor's paths: group commits and grouped reads (256 queries in flight)."""
     items = [(f"{i:064x}", [(s, Sample(f" {i + s}", 8, 2)) for s in range(K)]) for i in range(n_queries)]
-    writes, reads = [], []
+    writes, reads, raw_writes, raw_reads = [], [], [], []
     for _ in range(reps):
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "c.sqlite"
@@ -247,12 +248,44 @@ def cache_row(n_queries, reps):
             reads.append(n_queries * K / (time.perf_counter() - t0))
             assert got == n_queries * K and len(cache) == n_queries * K
             cache.close()
+            raw_w, raw_r = raw_sqlite(Path(d) / "raw.sqlite", items)
+            raw_writes.append(raw_w)
+            raw_reads.append(raw_r)
     row = {"samples": n_queries * K, "write_samples_per_s": statistics.median(writes),
            "read_samples_per_s": statistics.median(reads), "write_runs": writes, "read_runs": reads,
+           "raw_sqlite_write_samples_per_s": statistics.median(raw_writes),
+           "raw_sqlite_read_samples_per_s": statistics.median(raw_reads),
+           "write_vs_raw": statistics.median(writes) / statistics.median(raw_writes),
+           "read_vs_raw": statistics.median(reads) / statistics.median(raw_reads),
+           "raw_sqlite": "plain sqlite3 on the same rows, same machine, same time: a commit per query, a SELECT "
+                         "per query",
            "target": "writes >= 80k samples/s, reads >= 200k samples/s"}
-    print(f"cache: writes {row['write_samples_per_s']:,.0f} samples/s, reads {row['read_samples_per_s']:,.0f} "
-          f"samples/s")
+    print(f"cache: writes {row['write_samples_per_s']:,.0f} samples/s ({row['write_vs_raw']:.2f}x raw sqlite3 "
+          f"committing per query), reads {row['read_samples_per_s']:,.0f} samples/s ({row['read_vs_raw']:.2f}x raw "
+          "sqlite3 selecting per query)")
     return row
+
+
+def raw_sqlite(path, items):
+    """Plain sqlite3 on the cache's schema: a transaction per query, then a SELECT per query."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    t0 = time.perf_counter()
+    for key, rows in items:
+        db.execute("BEGIN")
+        db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?)",
+                       [(key, seed, s.text, s.prompt_tokens, s.completion_tokens) for seed, s in rows])
+        db.execute("COMMIT")
+    write = len(items) * K / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for key, _ in items:
+        db.execute("SELECT seed, text, prompt_tokens, completion_tokens FROM samples WHERE key = ? AND seed "
+                   "BETWEEN ? AND ?", (key, 0, K - 1)).fetchall()
+    read = len(items) * K / (time.perf_counter() - t0)
+    db.close()
+    return write, read
 
 
 def latency_row(n, latency, reps):
