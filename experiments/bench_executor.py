@@ -37,7 +37,7 @@ from llmnet.backends.base import Backend, Completion, Request, Sample
 from llmnet.backends.simulated import SimulatedBackend
 from llmnet.execute import RunConfig, run_network
 from llmnet.execute.cache import SCHEMA, SampleCache
-from llmnet.execute.commits import GroupCommit, GroupRead
+from llmnet.execute.commits import GroupCommit
 from llmnet.network.templates import render
 from llmnet.nodes.base import Candidate, plurality, seeded_rng
 from llmnet.tasks.answers import extract
@@ -208,7 +208,7 @@ def cpu_row(sizes, reps, with_langgraph):
 
 
 def cache_row(n_queries, reps):
-    """The cache alone, through the executor's paths: group commits and grouped reads (256 queries in flight)."""
+    """The cache alone, through the executor's paths: group commits and a range SELECT per query."""
     items = [(f"{i:064x}", [(s, Sample(f" {i + s}", 8, 2)) for s in range(K)]) for i in range(n_queries)]
     writes, reads, raw_writes, raw_reads = [], [], [], []
     for _ in range(reps):
@@ -233,13 +233,13 @@ def cache_row(n_queries, reps):
             cache.close()
             cache = SampleCache(path)
 
-            async def read_all():  # the executor's read path: 256 queries in flight, one SELECT a turn
-                reader = GroupRead(cache)
+            async def read_all():  # the executor's read path: one range SELECT per query, 256 queries in flight
                 sem = asyncio.Semaphore(256)
+                seeds = range(K)
 
                 async def one(key):
                     async with sem:
-                        return len(await reader.get(key, 0, K - 1))
+                        return len(cache.get_many(key, seeds))
 
                 return sum(await asyncio.gather(*(one(k) for k, _ in items)))
 

@@ -58,7 +58,6 @@ class SampleCache:
         except (sqlite3.Error, OSError) as exc:
             raise CacheError(f"cannot use '{path}' as the sample cache: {exc} (is it a SQLite file?)") from None
         self._lock = threading.Lock()
-        self._json_keys = True
 
     def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:
         if not seeds:
@@ -80,34 +79,6 @@ class SampleCache:
             self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?)",
                                  [(key, seed, s.text, s.prompt_tokens, s.completion_tokens) for seed, s in items])
             self._db.execute("COMMIT")
-
-    def get_keys(self, keys: list[str], lo: int, hi: int) -> dict[str, list[tuple[int, Sample]]]:
-        """The (seed, sample) pairs with seeds in ``lo..hi`` of many keys, in one read transaction."""
-        found: dict[str, list[tuple[int, Sample]]] = {}
-        with self._lock:
-            try:
-                if self._json_keys:
-                    try:
-                        rows = self._db.execute(
-                            "SELECT key, seed, text, prompt_tokens, completion_tokens FROM samples WHERE key IN "
-                            "(SELECT value FROM json_each(?)) AND seed BETWEEN ? AND ?",
-                            (json.dumps(keys), lo, hi)).fetchall()
-                    except sqlite3.OperationalError as exc:  # an SQLite built without its JSON functions
-                        if "json" not in str(exc):
-                            raise
-                        self._json_keys = False
-                if not self._json_keys:
-                    rows = []
-                    for i in range(0, len(keys), 500):
-                        chunk = keys[i:i + 500]
-                        rows += self._db.execute(
-                            f"SELECT key, seed, text, prompt_tokens, completion_tokens FROM samples WHERE key IN "
-                            f"({','.join('?' * len(chunk))}) AND seed BETWEEN ? AND ?", [*chunk, lo, hi]).fetchall()
-            except sqlite3.Error as exc:
-                raise CacheError(f"cannot read the sample cache '{self.path}': {exc}") from None
-        for key, seed, text, p, c in rows:
-            found.setdefault(key, []).append((seed, Sample(text, p, c)))
-        return found
 
     def put_rows(self, rows: list[tuple]) -> None:
         """Many (key, seed, text, prompt_tokens, completion_tokens) rows in one transaction."""

@@ -1,9 +1,6 @@
-"""Batched cache I/O: one read and one commit per turn of the event loop.
+"""Group commits of fresh samples: one transaction per turn of the event loop.
 
-``GroupRead.get`` asks for a key's samples; every key asked in one turn of the loop is
-looked up by one SELECT (one read transaction instead of one a query).
-
-``GroupCommit.put`` adds a query's fresh samples to the open batch and resolves once they are
+``put`` adds a query's fresh samples to the open batch and resolves once they are
 committed. The batch is committed once per turn of the event loop, after every task
 that was ready in that turn had its say, so under load one transaction carries many
 queries' samples, and a lone sample waits for no timer. The transaction is a WAL append
@@ -89,37 +86,3 @@ def _checkpoint(path) -> None:
     finally:
         db.close()
 
-
-class GroupRead:
-    """Batches ``get``s to one ``SampleCache`` from one event loop: one SELECT per turn."""
-
-    def __init__(self, cache: SampleCache):
-        self.cache = cache
-        self._asks: dict[str, list[tuple[int, int, asyncio.Future]]] = {}
-
-    async def get(self, key: str, lo: int, hi: int) -> dict[int, Sample]:
-        """The cached samples of ``key`` with seeds ``lo..hi`` (by seed)."""
-        loop = asyncio.get_running_loop()
-        if not self._asks:
-            loop.call_soon(self._flush)  # after this turn's ready tasks: they share the SELECT
-        done = loop.create_future()
-        self._asks.setdefault(key, []).append((lo, hi, done))
-        return await done
-
-    def _flush(self) -> None:
-        asks, self._asks = self._asks, {}
-        lo = min(a[0] for waiting in asks.values() for a in waiting)
-        hi = max(a[1] for waiting in asks.values() for a in waiting)
-        try:
-            found = self.cache.get_keys(list(asks), lo, hi)
-        except CacheError as exc:
-            for waiting in asks.values():
-                for _, _, fut in waiting:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            return
-        for key, waiting in asks.items():
-            rows = found.get(key, ())
-            for a, b, fut in waiting:
-                if not fut.done():
-                    fut.set_result({seed: sample for seed, sample in rows if a <= seed <= b})

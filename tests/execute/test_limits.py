@@ -9,7 +9,7 @@ from llmnet.backends.base import Sample
 from llmnet.backends.simulated import SimulatedBackend
 from llmnet.execute import RunConfig, run_network
 from llmnet.execute.cache import SampleCache
-from llmnet.execute.commits import GroupCommit, GroupRead
+from llmnet.execute.commits import GroupCommit
 from llmnet.execute.limits import Window
 from llmnet.tasks.datasets import arithmetic
 
@@ -106,23 +106,6 @@ def test_group_commit_batches_a_turn_of_puts_and_commits_a_cancelled_callers_row
     assert len(cache) == 1000 and cache.get_many("k7", [0, 1, 2, 3, 4])[4].text == "t7.4"
     assert cache.get_many("k3", [4, 0])[0] == Sample("t3.0", 3, 1)  # seeds out of order still read
     assert cache.integrity_ok()
-
-
-def test_group_read_answers_a_turn_of_gets_with_one_select(tmp_path):
-    cache = SampleCache(tmp_path / "c.sqlite")
-    cache.put_rows([(f"k{i}", s, f"t{i}.{s}", 3, 1) for i in range(50) for s in range(6)])
-    selects = []
-    get_keys = cache.get_keys
-    cache.get_keys = lambda keys, lo, hi: selects.append(len(keys)) or get_keys(keys, lo, hi)
-
-    async def go():
-        reader = GroupRead(cache)
-        return await asyncio.gather(*(reader.get(f"k{i}", i % 3, i % 3 + 2) for i in range(60)))
-
-    got = asyncio.run(go())
-    assert selects == [60]  # 60 gets (10 of absent keys) in one turn, one SELECT
-    assert got[4] == {s: Sample(f"t4.{s}", 3, 1) for s in (1, 2, 3)}  # only the seeds asked for
-    assert all(g == {} for g in got[50:])
 
 
 def test_results_file_is_in_dataset_order_when_queries_finish_out_of_order(tmp_path):
