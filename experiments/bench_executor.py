@@ -344,8 +344,8 @@ if mode == "cli":
         measured.before = reset_peak()
         return real(*a, **kw)
     llmnet.execute.run_network = measured
-    sys.argv = ["llmnet", "run", netfile, "--data", "arithmetic", "--limit", str(n), "--out", out, "--no-cache",
-                "--no-progress", "--concurrency", "256"]
+    sys.argv = ['llmnet', 'run', netfile, '--data', 'arithmetic', '--limit', str(n), '--out', out, '--no-cache',
+                '--no-progress', '--concurrency', '256']
     try:
         main()
     except SystemExit as exc:
