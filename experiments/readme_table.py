@@ -26,13 +26,33 @@ def _load(name: str) -> dict | None:
 
 
 def bench_executor(d: dict) -> str:
-    parts = [f"overhead vs bare gather {d['overhead']['overhead_ratio']:.2f}x"]
-    if "langgraph_ratio" in d.get("langgraph", {}):
-        parts.append(f"time vs LangGraph {d['langgraph']['langgraph_ratio']:.2f}x")
-    parts += [f"rate {d['rate_limit']['rate_fraction']:.3f} of the limit",
-              f"cache {d['cache']['write_samples_per_s'] / 1e3:.0f}k/{d['cache']['read_samples_per_s'] / 1e3:.0f}k "
-              "samples/s write/read", f"{d['memory']['peak_rss_mb']:.0f} MB peak for {d['memory']['queries']:,} queries"]
+    sizes = [k for k in d["cpu"] if k.isdigit()]
+    cpu = "; ".join(f"{int(n):,} queries: {d['cpu'][n]['vs_bare_sequential']:.2f}x bare sequential CPU/sample, "
+                    f"cache on {d['cpu'][n]['cache_on_vs_off']:.2f}x off" for n in sizes)
+    lg = d["cpu"][sizes[0]].get("langgraph_vs_llmnet")
+    lat, mem, rate, cache = d["latency"], d["memory"], d["rate"], d["cache"]
+    big = max((k for k in mem if k.isdigit()), key=int)
+    parts = [cpu]
+    if lg is not None:
+        parts.append(f"LangGraph {lg:.0f}x more CPU")
+    parts += [f"50 ms calls, 256 in flight: {lat['llmnet_vs_bare']:.2f}x bare ({lat['llmnet_cache_vs_bare']:.2f}x with "
+              "the cache)",
+              f"memory growth at {int(big):,} queries: library {mem[big]['library_growth_mb']:.0f} MB, CLI "
+              f"{mem[big]['cli_growth_mb']:.0f} MB (bare {mem[big]['bare_growth_mb']:.0f} MB)",
+              f"cache {cache['write_samples_per_s'] / 1e3:.0f}k/{cache['read_samples_per_s'] / 1e3:.0f}k samples/s "
+              "write/read",
+              f"rate limit: at most {rate['max_in_any_window']['0.1']} in any 0.1 s (allowed "
+              f"{rate['allowed']['0.1']:g}), {rate['max_in_any_window']['1.0']} in any 1 s (allowed "
+              f"{rate['allowed']['1.0']:g})"]
     return "; ".join(parts)
+
+
+def bench_local(d: dict) -> str:
+    if "skipped" in d:
+        return d["skipped"]
+    return (f"{d['model']}, {d['queries']} queries x K={d['k']}: llmnet at concurrency {d['default_concurrency']} "
+            f"{d['default_vs_direct']:.2f}x a direct llama.cpp loop (sequential {d['sequential_vs_direct']:.2f}x); "
+            f"samples identical at every concurrency: {'yes' if d['all_identical'] else 'NO'}")
 
 
 def bench_requests(d: dict) -> str:
@@ -115,8 +135,10 @@ def sandbox_attack(d: dict) -> str:
 
 
 ROWS = [  # script, what it measures, output under experiments/out, headline
-    ("bench_executor.py", "executor overhead, LangGraph, rate limits, cache, memory (simulated)", "bench_executor.json",
-     bench_executor),
+    ("bench_executor.py", "executor CPU per sample vs bare asyncio and LangGraph, latency, memory, cache, rate "
+     "windows (fake backends)", "bench_executor.json", bench_executor),
+    ("bench_local.py", "real SmolLM2 through the local backend vs a direct llama.cpp loop", "bench_local.json",
+     bench_local),
     ("bench_requests.py", "vLLM n=K path vs per-sample path, client overhead (loopback fake server)",
      "bench_requests.json", bench_requests),
     ("bench_ray.py", "Ray-sharded runs vs the local executor at 1, 2, 4 workers (simulated, 50 ms calls)",

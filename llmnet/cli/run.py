@@ -39,7 +39,8 @@ def run(file: Path = typer.Argument(..., help="network file"),
     if bad:
         err.print(f"skipped {bad} bad dataset line(s)")
     config = RunConfig(out_dir=out_dir, cache_path=None if no_cache else cache, concurrency=concurrency,
-                       max_cost=max_cost, progress=not no_progress and sys.stderr.isatty(), seed=seed, ray=ray)
+                       max_cost=max_cost, progress=not no_progress and sys.stderr.isatty(), seed=seed, ray=ray,
+                       keep_results=False)  # results stream to --out; holding them too costs memory
     try:
         report = run_network(net, queries, config)
     except KeyboardInterrupt:

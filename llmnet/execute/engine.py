@@ -12,13 +12,13 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
 from llmnet.errors import BackendError, BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache, request_key
+from llmnet.execute.commits import GroupCommit
 from llmnet.execute.limits import CostBudget, Limited
 from llmnet.execute.usage import Usage, price
 from llmnet.network.graph import Network
@@ -32,16 +32,20 @@ from llmnet.tasks.query import Query
 MAX_REASKS = 8
 
 
-@dataclass
 class QueryRun:
-    """One query's run: the Context nodes see, plus its usage and trace."""
+    """One query's run: the Context nodes see, plus its usage and trace.
 
-    engine: "Engine"
-    query: Query
-    prompt: str
-    answer_spec: Any
-    trace: dict[str, dict[str, Any]] = field(default_factory=dict)
-    prefix: str = ""
+    A plain class with slots rather than a dataclass: one is made per query (and per gate
+    branch), on the executor's hot path.
+    """
+
+    __slots__ = ("engine", "query", "prompt", "answer_spec", "trace", "prefix")
+
+    def __init__(self, engine: "Engine", query: Query, prompt: str, answer_spec: Any,
+                 trace: dict[str, dict[str, Any]] | None = None, prefix: str = ""):
+        self.engine, self.query, self.prompt, self.answer_spec = engine, query, prompt, answer_spec
+        self.trace = {} if trace is None else trace
+        self.prefix = prefix
 
     def extract(self, text: str) -> str | None:
         return extract(self.answer_spec, text, self.query.choices)
@@ -62,15 +66,20 @@ class QueryRun:
     async def sample(self, name: str, spec: Any, prompt: str, k: int, role: str = "generate",
                      candidate: str | None = None, n_candidates: int = 0, offset: int = 0) -> list[str]:
         """K samples of ``prompt``; sample i is drawn with seed ``spec.seed + offset + i``."""
-        request = Request(prompt=prompt, n=k, seed=spec.seed + offset, temperature=spec.temperature, top_p=spec.top_p,
-                          max_tokens=spec.max_tokens, stop=tuple(spec.stop), api=spec.api,
-                          system=self.engine.network.spec.task.system,
-                          choices=self.query.choices if self.answer_spec.kind == "choice" and role == "generate"
-                          else None, role=role, query=self.query, candidate=candidate, n_candidates=n_candidates)
-        entry = self.trace.get(self.prefix + name)
+        engine = self.engine
+        params = engine.params.get(id(spec))
+        if params is None:
+            params = engine.params[id(spec)] = (spec, spec.seed, spec.temperature, spec.top_p, spec.max_tokens,
+                                                tuple(spec.stop), spec.api, engine.network.spec.task.system)
+        _, seed, temperature, top_p, max_tokens, stop, api, system = params
+        choices = self.query.choices if role == "generate" and self.answer_spec.kind == "choice" else None
+        request = Request(prompt, k, seed + offset, temperature, top_p, max_tokens, stop, api, system, choices,
+                          role, self.query, candidate, n_candidates)
+        key = self.prefix + name
+        entry = self.trace.get(key)
         if entry is None:
-            entry = self.trace[self.prefix + name] = {"model": spec.model, "usage": Usage()}
-        samples = await self.engine.samples(spec.model, request, entry["usage"])  # failures are counted too
+            entry = self.trace[key] = {"model": spec.model, "usage": Usage()}
+        samples = await engine.samples(spec.model, request, entry["usage"])  # failures are counted too
         remarks = [s.meta() for s in samples]  # reasoning, system_fingerprint, served model: when a server says
         if any(remarks):
             entry.setdefault("server", []).extend(remarks)
@@ -88,7 +97,8 @@ class QueryRun:
         return RouterModels(self, gate_name)
 
     async def run_branch(self, gate_name: str, branch: str, network: Network) -> Answer:
-        child = replace(self, prefix=f"{self.prefix}{gate_name}/{branch}/")  # shares usage and trace
+        child = QueryRun(self.engine, self.query, self.prompt, self.answer_spec, self.trace,
+                         f"{self.prefix}{gate_name}/{branch}/")  # shares usage and trace
         return await self.engine.run_graph(network, child)
 
 
@@ -135,6 +145,9 @@ class Engine:
                        for name in network.spec.models if name in used}
         self._given = given
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._writer: GroupCommit | None = None
+        self._plans: dict[int, tuple[Network, bool, list[tuple[str, Any, tuple[str, ...]]]]] = {}
+        self.params: dict[int, tuple] = {}  # per node spec, its sampling parameters (see QueryRun.sample)
         self.routers: dict[int, Any] = {}
         base = None
         if network.source:
@@ -161,27 +174,36 @@ class Engine:
         """K samples for ``request`` (n = K), from the cache where possible, else paid for.
 
         What it took (calls, attempts, tokens, dollars) is added to ``usage``, failures included.
+        Fresh samples are committed in groups, one transaction per turn of the event loop
+        (``llmnet.execute.commits``), before they are returned: a killed run never pays for one again.
         """
         limited = self.models[model]
-        usage.samples += request.n
-        seeds = list(range(request.seed, request.seed + request.n))
+        n = request.n
+        usage.samples += n
         if self.cache is None:
-            have = await self._fetch_missing(limited, request, seeds, {}, "", usage)
-            return [have[s] for s in seeds]
+            return await self._fetch_runs(limited, request, [(request.seed, n)], None, usage)
         key = request_key(limited.backend.identity, request)
         # queries with the same prompt wait for each other, so a sample is never paid twice
-        lock, users = self._key_locks.get(key, (asyncio.Lock(), 0))
+        lock, users = self._key_locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
         self._key_locks[key] = (lock, users + 1)
         try:
             async with lock:
-                have = self.cache.get_many(key, seeds)
+                seeds = range(request.seed, request.seed + n)
+                have = self.cache.get_many(key, seeds)  # one range scan, on the loop: a SELECT is microseconds
                 if have:
                     usage.cache_hits += len(have)
-                    p = sum(s.prompt_tokens for s in have.values())
-                    c = sum(s.completion_tokens for s in have.values())
+                    p = c = 0
+                    for s in have.values():
+                        p += s.prompt_tokens
+                        c += s.completion_tokens
                     usage.cached_tokens += p + c
                     usage.cached_cost_usd += price(limited.spec, p, c)
-                have = await self._fetch_missing(limited, request, seeds, have, key, usage)
+                if len(have) < n:
+                    missing = [s for s in seeds if s not in have]
+                    fresh = await self._fetch_runs(limited, request, _contiguous(missing), key, usage)
+                    have.update(zip(missing, fresh))
         finally:
             lock, users = self._key_locks[key]
             if users == 1:
@@ -190,82 +212,97 @@ class Engine:
                 self._key_locks[key] = (lock, users - 1)
         return [have[s] for s in seeds]
 
-    async def _fetch_missing(self, limited: Limited, request: Request, seeds: list[int], have: dict[int, Sample],
-                             key: str, usage: Usage) -> dict[int, Sample]:
-        missing = [s for s in seeds if s not in have]
-        if missing:
-            runs = _contiguous(missing) if limited.backend.supports_n else [(s, 1) for s in missing]
-            if len(runs) == 1:  # the common case: no tasks to create
-                have.update(await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage))
-                return have
-            results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage)
-                                             for start, n in runs), return_exceptions=True)
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                raise errors[0]
-            for r in results:
-                have.update(r)
-        return have
+    async def _fetch_runs(self, limited: Limited, request: Request, runs: list[tuple[int, int]], key: str | None,
+                          usage: Usage) -> list[Sample]:
+        """The samples of each run (start seed, count), concatenated in order."""
+        if not limited.backend.supports_n and (len(runs) > 1 or runs[0][1] > 1):
+            runs = [(s, 1) for start, n in runs for s in range(start, start + n)]  # one call per sample
+        if len(runs) == 1:  # the common case: no tasks to create
+            return await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage)
+        results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage) for start, n in runs),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return [s for r in results for s in r]
 
-    async def _fetch(self, limited: Limited, request: Request, start: int, n: int, key: str,
-                     usage: Usage) -> dict[int, Sample]:
-        got: dict[int, Sample] = {}
+    async def _fetch(self, limited: Limited, request: Request, start: int, n: int, key: str | None,
+                     usage: Usage) -> list[Sample]:
+        got: list[Sample] = []
         for _ in range(MAX_REASKS):
-            if len(got) == n:
+            need = n - len(got)
+            if need == 0:
                 break
             seed = start + len(got)
-            sub = request if (seed, n - len(got)) == (request.seed, request.n) else replace(
-                request, n=n - len(got), seed=seed)
+            sub = request if seed == request.seed and need == request.n else _resized(request, need, seed)
             try:
                 attempted = await limited.call(sub)
             except BackendError as exc:
                 usage.attempts += getattr(exc, "attempts", 1)
                 usage.errors += 1
                 raise
-            fresh = attempted.completion.samples[: n - len(got)]
+            fresh = attempted.completion.samples
+            if len(fresh) > need:
+                fresh = fresh[:need]
+                p = sum(s.prompt_tokens for s in fresh)
+                c = sum(s.completion_tokens for s in fresh)
+            else:
+                p, c = attempted.prompt_tokens, attempted.completion_tokens
             usage.calls += 1
             usage.attempts += attempted.attempts
             usage.latency_s += attempted.latency_s
-            p = sum(s.prompt_tokens for s in fresh)
-            c = sum(s.completion_tokens for s in fresh)
             usage.prompt_tokens += p
             usage.completion_tokens += c
             usage.cost_usd += price(limited.spec, p, c)
             usage.server_cached_tokens += sum(s.cached_tokens for s in fresh)
-            new = {seed + j: s for j, s in enumerate(fresh)}
-            if self.cache is not None and new:
-                self.cache.put_many(key, list(new.items()))
-            got.update(new)
+            if key is not None and fresh:
+                await self._commit(key, [(seed + j, s) for j, s in enumerate(fresh)])
+            got.extend(fresh)
         if len(got) < n:
             raise BackendError(f"model '{limited.backend.name}' returned {len(got)} of {n} samples after "
                                f"{MAX_REASKS} requests")
         return got
 
+    async def _commit(self, key: str, items: list[tuple[int, Sample]]) -> None:
+        if self._writer is None:
+            self._writer = GroupCommit(self.cache)
+        await self._writer.put(key, items)
+
+    def _plan(self, network: Network) -> tuple[bool, list[tuple[str, Any, tuple[str, ...]]]]:
+        """Per network, once: is it a chain, and each node's (name, spec, inputs) in order."""
+        plan = self._plans.get(id(network))
+        if plan is None or plan[0] is not network:
+            g = network.graph
+            chain = all(d <= 1 for _, d in g.in_degree) and all(d <= 1 for _, d in g.out_degree)
+            steps = [(name, network.spec.nodes[name], tuple(getattr(network.spec.nodes[name], "inputs", ())))
+                     for name in network.order]
+            plan = self._plans[id(network)] = (network, chain, steps)
+        return plan[1], plan[2]
+
     async def run_graph(self, network: Network, ctx: QueryRun) -> Answer:
-        nodes = network.spec.nodes
         outputs: dict[str, Any] = {}
+        chain, steps = self._plan(network)
 
-        async def run_node(name: str) -> Any:
-            spec = nodes[name]
-            inputs = [outputs[i] for i in getattr(spec, "inputs", [])]
+        async def run_node(name: str, spec: Any, inputs: tuple[str, ...]) -> Any:
+            values = [outputs[i] for i in inputs]
             if spec.kind == "gate":
-                return await gate.run(ctx, name, spec, inputs, self.router(spec.router), network.branches[name])
-            return await RUNNERS[spec.kind](ctx, name, spec, inputs)
+                return await gate.run(ctx, name, spec, values, self.router(spec.router), network.branches[name])
+            return await RUNNERS[spec.kind](ctx, name, spec, values)
 
-        if all(d <= 1 for _, d in network.graph.in_degree) and all(d <= 1 for _, d in network.graph.out_degree):
-            for name in network.order:
-                outputs[name] = await run_node(name)
+        if chain:
+            for name, spec, inputs in steps:
+                outputs[name] = await run_node(name, spec, inputs)
         else:
             tasks: dict[str, asyncio.Task] = {}
 
-            async def after_inputs(name: str) -> Any:
-                for inp in getattr(nodes[name], "inputs", []):
+            async def after_inputs(name: str, spec: Any, inputs: tuple[str, ...]) -> Any:
+                for inp in inputs:
                     await tasks[inp]
-                outputs[name] = await run_node(name)
+                outputs[name] = await run_node(name, spec, inputs)
                 return outputs[name]
 
-            for name in network.order:
-                tasks[name] = asyncio.ensure_future(after_inputs(name))
+            for name, spec, inputs in steps:
+                tasks[name] = asyncio.ensure_future(after_inputs(name, spec, inputs))
             try:
                 await asyncio.gather(*tasks.values())
             finally:
@@ -302,6 +339,9 @@ class Engine:
         return record
 
     async def aclose(self) -> None:
+        """Close the backends and wait for the last cache commits (also after a cancellation)."""
+        if self._writer is not None:
+            await asyncio.shield(self._writer.aclose())
         for limited in self.models.values():
             await limited.backend.aclose()
 
@@ -314,6 +354,13 @@ def query_fingerprint(query: Query) -> str:
 
 def _plain(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.to_dict() if isinstance(v, Usage) else v) for k, v in entry.items()}
+
+
+def _resized(request: Request, n: int, seed: int) -> Request:
+    """``request`` asking for ``n`` samples from ``seed`` (``dataclasses.replace`` without its cost)."""
+    return Request(request.prompt, n, seed, request.temperature, request.top_p, request.max_tokens, request.stop,
+                   request.api, request.system, request.choices, request.role, request.query, request.candidate,
+                   request.n_candidates)
 
 
 def _contiguous(seeds: list[int]) -> list[tuple[int, int]]:

@@ -14,9 +14,12 @@ import asyncio
 import hashlib
 import json
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from llmnet.errors import BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache
@@ -44,7 +47,7 @@ def _check_resumable(out_dir: Path, network: Network, queries: list[Query], done
         if theirs != mine and done:
             raise LlmnetError(f"{out_dir} holds results of a different network; use another --out "
                               f"(or delete {out_dir / RESULTS} to start over)")
-    by_id = {q.id: query_fingerprint(q) for q in queries}
+    by_id = {q.id: query_fingerprint(q) for q in queries if q.id in done} if done else {}
     kept = {}
     for qid, line in done.items():
         if qid not in by_id:
@@ -187,36 +190,37 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
             if config.keep_results:
                 report.results.append(rec)
         out = results_path.open("a", encoding="utf-8")
-    todo = [q for q in queries if q.id not in done]
+    n_todo = len(queries) - len(done)
     stopped: str | None = None
     progress = _Progress(len(queries), len(done), config.progress)
-    it = iter(todo)
+    it = ((i, q) for i, q in enumerate(queries) if q.id not in done)
+    written = _Written(out.tell() if out else 0)
 
-    def finish(rec: dict[str, Any]) -> None:
+    def finish(index: int, rec: dict[str, Any]) -> None:
         totals.add(rec)
         if out:
-            line = json.dumps(rec)  # ASCII: any id or text, even a lone surrogate, is writable
-            out.write(line + "\n")
+            line = json.dumps(rec) + "\n"  # ASCII: any id or text, even a lone surrogate, is writable
+            out.write(line)
             out.flush()
-            done[rec["id"]] = line
+            written.add(index, len(line))  # where the line is, not the line: memory stays flat
         if config.keep_results:
             report.results.append(rec)
         progress.advance(totals.total.cost_usd)
 
     async def worker() -> None:
         nonlocal stopped
-        for q in it:  # workers share one iterator: at most `concurrency` queries in flight
+        for i, q in it:  # workers share one iterator: at most `concurrency` queries in flight
             if stopped is not None:
                 return
             try:
-                finish(await engine.run_query(q))
+                finish(i, await engine.run_query(q))
             except BudgetExceeded as exc:
                 stopped = str(exc)
                 return
 
     workers: list[asyncio.Task] = []
     try:
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(config.concurrency, len(todo)) or 1)]
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(config.concurrency, n_todo) or 1)]
         await asyncio.gather(*workers)
     except (asyncio.CancelledError, KeyboardInterrupt):
         stopped = "interrupted"
@@ -234,15 +238,15 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
         report.summary = totals.summary(network, **extra)
         if config.out_dir:
             if stopped is None:
-                order = {qid: i for i, qid in enumerate(ids)}
-                lines = sorted(done.values(), key=lambda line: order.get(json.loads(line)["id"], len(order)))
-                lines += [line for qid, line in on_disk.items() if qid not in done]  # an earlier, larger run's
-                _atomic_write(config.out_dir / RESULTS, "".join(line + "\n" for line in lines))
+                earlier = sorted((i, done[q.id]) for i, q in enumerate(queries) if q.id in done) if done else []
+                others = [line for qid, line in on_disk.items() if qid not in done]  # an earlier, larger run's
+                written.rewrite_in_order(config.out_dir / RESULTS, earlier, others)
             _atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
         if cache is not None:
             cache.close()
-    order = {qid: i for i, qid in enumerate(ids)}
-    report.results.sort(key=lambda r: order.get(r["id"], 0))
+    if report.results:
+        order = {qid: i for i, qid in enumerate(ids)}
+        report.results.sort(key=lambda r: order.get(r["id"], 0))
     return report
 
 
@@ -256,7 +260,52 @@ def _ray_engine(network: Network, config: RunConfig) -> Any:
 
 def run_network(network: Network, queries: list[Query], config: RunConfig | None = None) -> RunReport:
     """Run ``network`` on ``queries`` (blocking); see ``RunConfig``."""
-    return asyncio.run(arun(network, queries, config or RunConfig(progress=False)))
+    box: list[RunReport] = []
+
+    async def main() -> None:  # returns None: asyncio.run would otherwise repr the report on the way out
+        box.append(await arun(network, queries, config or RunConfig(progress=False)))
+
+    asyncio.run(main())
+    return box[0]
+
+
+class _Written:
+    """Where each result line of this run went in results.jsonl: (dataset index, offset, length).
+
+    Three integer arrays instead of the lines themselves; at the end the file is put in
+    dataset order by copying byte ranges (no JSON parsing), or left alone when it already is.
+    """
+
+    def __init__(self, start: int):
+        self.index, self.offset, self.length = array("q"), array("q"), array("q")
+        self.end = start
+
+    def add(self, index: int, length: int) -> None:
+        self.index.append(index)
+        self.offset.append(self.end)
+        self.length.append(length)
+        self.end += length
+
+    def rewrite_in_order(self, path: Path, earlier: list[tuple[int, str]], others: list[str]) -> None:
+        """``path`` in dataset order: this run's lines merged with ``earlier`` (index, line), then ``others``."""
+        idx = self.index
+        if not earlier and not others and all(idx[j] < idx[j + 1] for j in range(len(idx) - 1)):
+            return  # written in order already (e.g. a sequential run)
+        order = np.argsort(np.frombuffer(idx, dtype=np.int64), kind="stable").tolist() if idx else []
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with path.open("rb") as src, tmp.open("wb") as dst:
+            e = 0
+            for j in order:
+                while e < len(earlier) and earlier[e][0] < idx[j]:
+                    dst.write(earlier[e][1].encode() + b"\n")
+                    e += 1
+                src.seek(self.offset[j])
+                dst.write(src.read(self.length[j]))
+            for _, line in earlier[e:]:
+                dst.write(line.encode() + b"\n")
+            for line in others:
+                dst.write(line.encode() + b"\n")
+        os.replace(tmp, path)
 
 
 class _Progress:
