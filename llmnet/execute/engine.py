@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from llmnet.backends import make_backend
@@ -68,9 +69,11 @@ class QueryRun:
         """K samples of ``prompt``; sample i is drawn with seed ``spec.seed + offset + i``."""
         engine = self.engine
         params = engine.params.get(id(spec))
-        if params is None:
-            params = engine.params[id(spec)] = (spec, spec.seed, spec.temperature, spec.top_p, spec.max_tokens,
-                                                tuple(spec.stop), spec.api, engine.network.spec.task.system)
+        if params is None or params[0] is not spec:
+            params = (spec, spec.seed, spec.temperature, spec.top_p, spec.max_tokens, tuple(spec.stop), spec.api,
+                      engine.network.spec.task.system)
+            if not isinstance(spec, _RouterCall):  # node specs live as long as the network; a router's call does not
+                engine.params[id(spec)] = params
         _, seed, temperature, top_p, max_tokens, stop, api, system = params
         choices = self.query.choices if role == "generate" and self.answer_spec.kind == "choice" else None
         request = Request(prompt, k, seed + offset, temperature, top_p, max_tokens, stop, api, system, choices,
@@ -264,6 +267,9 @@ class Engine:
         return got
 
     async def _commit(self, key: str, items: list[tuple[int, Sample]]) -> None:
+        if not isinstance(self.cache, SampleCache):  # another store (a Ray worker's proxy): its own writes
+            self.cache.put_many(key, items)
+            return
         if self._writer is None:
             self._writer = GroupCommit(self.cache)
         await self._writer.put(key, items)
