@@ -38,18 +38,25 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for
 
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="network files"),
-             set_: Optional[list[str]] = SetOption) -> None:
-    """Check network files without calling any model. Example: llmnet validate graphs/*.yaml"""
+             set_: Optional[list[str]] = SetOption,
+             data: Optional[str] = typer.Option(None, "--data", help="also check the prompts' fields against "
+                                                                     "this dataset")) -> None:
+    """Check network files without calling any model. Example: llmnet validate graphs/*.yaml --data arithmetic"""
     from llmnet.network.graph import load_network
 
     lines: list[str] = []
+    queries = run.validate_data(data) if data else None
     for file in files:
         try:
             net = load_network(file, parse_sets(set_))
+            problems = run.prompt_field_problems(net, queries, data, file) if queries is not None else []
         except SpecError as exc:
             if _state["debug"]:
                 raise
             lines += [p.format() for p in exc.problems]
+            continue
+        if problems:
+            lines += problems
             continue
         n = sum(1 for _ in net.walk())
         out.print(f"[green]ok[/green] {file}: {net.name} ({n} nodes, output '{net.output}')")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from typing import Any
 
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
-from llmnet.errors import BackendError, BudgetExceeded, LlmnetError
+from llmnet.errors import BackendError, BudgetExceeded, CacheError, LlmnetError
 from llmnet.execute.cache import SampleCache, request_key
 from llmnet.execute.limits import CostBudget, Limited
 from llmnet.execute.usage import Usage, price
@@ -30,6 +31,7 @@ from llmnet.tasks.answers import code_task, extract, is_correct, passed_every_te
 from llmnet.tasks.query import Query
 
 MAX_REASKS = 8
+CLAIM_POLL_S = 0.05  # how often a process waiting for another's claimed sample looks again
 
 
 @dataclass
@@ -70,7 +72,8 @@ class QueryRun:
         entry = self.trace.get(self.prefix + name)
         if entry is None:
             entry = self.trace[self.prefix + name] = {"model": spec.model, "usage": Usage()}
-        samples = await self.engine.samples(spec.model, request, entry["usage"])  # failures are counted too
+        samples = await self.engine.samples(spec.model, request, entry["usage"],  # failures are counted too
+                                            payer=f"{self.query.id}\x1f{self.prefix}{name}")
         return [s.text for s in samples]
 
     def total_usage(self) -> Usage:
@@ -99,6 +102,8 @@ class Engine:
         self.models = {name: Limited(given.get(name) or make_backend(name, network.spec.models[name]), self.budget)
                        for name in network.spec.models if name in used}
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.run_id = secrets.token_hex(8)   # kept across resumes of one output folder (set by the run)
+        self.session = secrets.token_hex(8)  # this process: its cache claims and the samples it paid for
         self.routers: dict[int, Any] = {}
         base = None
         if network.source:
@@ -113,10 +118,12 @@ class Engine:
             self.routers[key] = build_router(spec, self._router_base)
         return self.routers[key]
 
-    async def samples(self, model: str, request: Request, usage: Usage) -> list[Sample]:
+    async def samples(self, model: str, request: Request, usage: Usage, payer: str = "") -> list[Sample]:
         """K samples for ``request`` (n = K), from the cache where possible, else paid for.
 
         What it took (calls, attempts, tokens, dollars) is added to ``usage``, failures included.
+        ``payer`` (query and node) marks the samples paid here, so that a resumed run books the
+        samples its killed process paid for as paid, not as cache hits (see ``_book``).
         """
         limited = self.models[model]
         usage.samples += request.n
@@ -130,14 +137,20 @@ class Engine:
         self._key_locks[key] = (lock, users + 1)
         try:
             async with lock:
-                have = self.cache.get_many(key, seeds)
-                if have:
-                    usage.cache_hits += len(have)
-                    p = sum(s.prompt_tokens for s in have.values())
-                    c = sum(s.completion_tokens for s in have.values())
-                    usage.cached_tokens += p + c
-                    usage.cached_cost_usd += price(limited.spec, p, c)
-                have = await self._fetch_missing(limited, request, seeds, have, key, usage)
+                have = self._book(self.cache.get_paid(key, seeds), payer, limited, usage)
+                missing = [s for s in seeds if s not in have]
+                while missing:  # claim what nobody has; wait for what another process is paying for
+                    there, mine, theirs = self.cache.claim(key, missing, self.session)
+                    have.update(self._book(there, payer, limited, usage))
+                    if mine:
+                        try:
+                            have.update(await self._fetch_missing(limited, request, mine, {}, key, usage,
+                                                                  f"{self.run_id}\x1f{payer}\x1f{self.session}"))
+                        finally:
+                            self.cache.release(key, [s for s in mine if s not in have], self.session)
+                    missing = theirs
+                    if missing:
+                        await asyncio.sleep(CLAIM_POLL_S)
         finally:
             lock, users = self._key_locks[key]
             if users == 1:
@@ -146,15 +159,35 @@ class Engine:
                 self._key_locks[key] = (lock, users - 1)
         return [have[s] for s in seeds]
 
+    def _book(self, rows: dict[int, Any], payer: str, limited: Limited, usage: Usage) -> dict[int, Sample]:
+        """Add cached samples to ``usage``: as paid when this run's earlier (killed) process paid for
+        them for this very query and node, so the record equals an uninterrupted run's; else as hits."""
+        mine = f"{self.run_id}\x1f{payer}\x1f"
+        have = {}
+        for seed, (sample, paid_by, calls, attempts) in rows.items():
+            have[seed] = sample
+            p, c = sample.prompt_tokens, sample.completion_tokens
+            if payer and paid_by.startswith(mine) and paid_by != mine + self.session:
+                usage.calls += calls
+                usage.attempts += attempts
+                usage.prompt_tokens += p
+                usage.completion_tokens += c
+                usage.cost_usd += price(limited.spec, p, c)
+            else:
+                usage.cache_hits += 1
+                usage.cached_tokens += p + c
+                usage.cached_cost_usd += price(limited.spec, p, c)
+        return have
+
     async def _fetch_missing(self, limited: Limited, request: Request, seeds: list[int], have: dict[int, Sample],
-                             key: str, usage: Usage) -> dict[int, Sample]:
+                             key: str, usage: Usage, paid_by: str = "") -> dict[int, Sample]:
         missing = [s for s in seeds if s not in have]
         if missing:
             runs = _contiguous(missing) if limited.backend.supports_n else [(s, 1) for s in missing]
             if len(runs) == 1:  # the common case: no tasks to create
-                have.update(await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage))
+                have.update(await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage, paid_by))
                 return have
-            results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage)
+            results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage, paid_by)
                                              for start, n in runs), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
@@ -164,7 +197,7 @@ class Engine:
         return have
 
     async def _fetch(self, limited: Limited, request: Request, start: int, n: int, key: str,
-                     usage: Usage) -> dict[int, Sample]:
+                     usage: Usage, paid_by: str = "") -> dict[int, Sample]:
         got: dict[int, Sample] = {}
         for _ in range(MAX_REASKS):
             if len(got) == n:
@@ -189,7 +222,7 @@ class Engine:
             usage.cost_usd += price(limited.spec, p, c)
             new = {seed + j: s for j, s in enumerate(fresh)}
             if self.cache is not None and new:
-                self.cache.put_many(key, list(new.items()))
+                self.cache.put_many(key, list(new.items()), paid_by, 1, attempted.attempts)
             got.update(new)
         if len(got) < n:
             raise BackendError(f"model '{limited.backend.name}' returned {len(got)} of {n} samples after "
@@ -242,11 +275,10 @@ class Engine:
             ctx = QueryRun(self, query, render(task.prompt, query.template_values()), task.answer)
             result = await self.run_graph(self.network, ctx)
             record.update(answer=result.answer, correct=ctx.is_correct(result.answer), error=None)
-        except BudgetExceeded:
+        except (BudgetExceeded, CacheError):  # the run stops: a budget, or a cache it cannot trust
             raise
         except (LlmnetError, ValueError) as exc:
-            record.update(answer=None, correct=False if query.answer is not None else None,
-                          error=f"{type(exc).__name__}: {exc}")
+            record.update(answer=None, correct=None, error=f"{type(exc).__name__}: {exc}")  # not a wrong answer
         usage = ctx.total_usage() if ctx else Usage()
         record.update(truth=query.answer, calls=usage.calls, attempts=usage.attempts, samples=usage.samples,
                       cache_hits=usage.cache_hits, prompt_tokens=usage.prompt_tokens,

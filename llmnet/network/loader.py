@@ -32,6 +32,7 @@ class SourceMap:
 
     def __init__(self, root: Positions):
         self._entries: list[tuple[Path_, Positions, Path_]] = [((), root, ())]
+        self.templated: dict[Path_, str] = {}  # where ``${NAME}`` stood, so to_yaml can write it back
 
     def add(self, prefix: Path_, positions: Positions, file_prefix: Path_ = ()) -> None:
         self._entries.append((tuple(prefix), positions, tuple(file_prefix)))
@@ -187,6 +188,7 @@ def substitute_params(data: Any, sources: SourceMap, overrides: dict[str, Any] |
                                                   f"or pass --set {n}=VALUE"))
         if missing:
             return node
+        sources.templated[path] = node
         whole = PARAM_RE.fullmatch(node)
         if whole:
             return values[whole.group(1)]
@@ -303,3 +305,23 @@ def load_spec_text(text: str, file: str | None = None, overrides: dict[str, Any]
 def load_spec_file(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[NetworkSpec, SourceMap]:
     data, positions = yamlio.load_file(path)
     return load_spec_data(data, positions, Path(path).resolve().parent, overrides)
+
+
+def restore_templates(data: dict[str, Any], templated: dict[Path_, str]) -> dict[str, Any]:
+    """Put ``${NAME}`` back where it stood (``data`` has the resolved values), so that a saved
+    network still takes ``--set``; its ``params`` hold the values used as defaults."""
+    for path, original in templated.items():
+        node: Any = data
+        for part in path[:-1]:
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
+                break
+        if isinstance(node, dict):
+            node[path[-1]] = original
+        elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+            node[path[-1]] = original
+    return data

@@ -1,0 +1,94 @@
+"""`llmnet run` as a user meets it: loud failures, one run per folder, mistakes caught before any call."""
+
+import json
+import socket
+
+from tests.cli.test_main import llmnet
+
+SIM_NET = """
+models: {sim: {backend: simulated, model: s, price: {input: 1, output: 1}}}
+task: {prompt: "Q: {question}\\nA:"}
+nodes:
+  gen: {kind: generator, model: sim, samples: 3}
+  vote: {kind: vote, inputs: [gen]}
+"""
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def unreachable_net(tmp_path):
+    path = tmp_path / "down.yaml"
+    path.write_text(SIM_NET.replace(
+        "{backend: simulated, model: s, price: {input: 1, output: 1}}",
+        f"{{backend: openai, model: m, base_url: 'http://127.0.0.1:{closed_port()}/v1', "
+        f"limits: {{retries: 0, timeout: 5}}}}").replace("sim:", "m:").replace("model: sim", "model: m"))
+    return path
+
+
+def test_every_query_failing_exits_3_with_errors_grouped(tmp_path):
+    res = llmnet("run", unreachable_net(tmp_path), "--data", "arithmetic", "--limit", "4", "--out", tmp_path / "o",
+                 "--no-cache", "--no-progress")
+    assert res.returncode == 3, res.stderr
+    assert "4 of 4 queries ended in error" in res.stderr
+    assert "4 x BackendUnavailable" in res.stderr and "Traceback" not in res.stderr
+    assert "accuracy n/a" in res.stdout
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["errors"] == 4 and summary["errors_by_type"]["BackendUnavailable"]["count"] == 4
+    assert summary["accuracy"] is None and summary["accuracy_all"] == 0.0
+    again = llmnet("run", unreachable_net(tmp_path), "--data", "arithmetic", "--limit", "4", "--out", tmp_path / "o2",
+                   "--no-cache", "--no-progress", "--allow-errors")
+    assert again.returncode == 0, again.stderr
+    assert "ended in error" in again.stderr
+
+
+def test_same_run_resumes_other_run_refused(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET)
+    base = ["run", tmp_path / "net.yaml", "--data", "arithmetic", "--out", tmp_path / "o", "--cache",
+            tmp_path / "c.sqlite", "--no-progress"]
+    assert llmnet(*base, "--limit", "5").returncode == 0
+    same = llmnet(*base, "--limit", "5")
+    assert same.returncode == 0 and "resuming: 5 of 5 queries already finished" in same.stderr
+    other = llmnet(*base, "--limit", "6")
+    assert other.returncode == 2 and "--overwrite" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 5
+    replaced = llmnet(*base, "--limit", "6", "--overwrite")
+    assert replaced.returncode == 0
+    assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 6
+    setk = llmnet(*base, "--limit", "6", "--seed", "4")
+    assert setk.returncode == 2
+
+
+def test_bad_out_paths_one_line_nothing_created(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET)
+    (tmp_path / "afile").write_text("x")
+    for out in ("", str(tmp_path / "afile"), str(tmp_path / "afile" / "sub")):
+        res = llmnet("run", tmp_path / "net.yaml", "--data", "arithmetic", "--limit", "2", "--out", out,
+                     "--cache", tmp_path / "cache" / "c.sqlite", "--no-progress", cwd=tmp_path)
+        assert res.returncode == 2, (out, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--out" in lines[0], lines
+        assert not (tmp_path / "cache").exists()
+        assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_prompt_field_typo_caught_before_any_call(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET.replace("{question}", "{questoin}"))
+    res = llmnet("run", tmp_path / "net.yaml", "--data", "arithmetic", "--limit", "2", "--out", tmp_path / "o",
+                 "--cache", tmp_path / "c.sqlite", "--no-progress")
+    assert res.returncode == 2 and "did you mean {question}?" in res.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c.sqlite").exists()
+    val = llmnet("validate", tmp_path / "net.yaml", "--data", "arithmetic")
+    assert val.returncode == 2 and "{questoin}" in val.stderr and "ok " not in val.stdout
+    assert llmnet("validate", tmp_path / "net.yaml").returncode == 0  # without data, fields are unknown
+
+
+def test_format_specs_in_templates_refused(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET.replace("{question}", "{question:>2000000000}"))
+    res = llmnet("validate", tmp_path / "net.yaml")
+    assert res.returncode == 2 and "format specs" in res.stderr
