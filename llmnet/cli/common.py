@@ -82,3 +82,25 @@ def parse_sets(sets: Optional[list[str]]) -> dict[str, Any]:
     return parse_overrides(sets)
 
 
+
+
+def local_model_problems(net: Any) -> list[str]:
+    """A ``local`` model that is neither bundled nor an existing .gguf file, caught before any call."""
+    import difflib
+
+    from llmnet.backends.local import BUNDLED
+
+    problems = []
+    for name in sorted(net.models_used()):
+        spec = net.spec.models[name]
+        if spec.backend != "local" or spec.model in BUNDLED:
+            continue
+        path = Path(spec.model).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            continue
+        close = difflib.get_close_matches(spec.model, BUNDLED, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        what = "no such file" if path.suffix == ".gguf" else "neither a bundled model nor a .gguf file"
+        problems.append(f"{net.source or 'network'}: models.{name}.model: local model '{spec.model}': {what} "
+                        f"(bundled: {', '.join(BUNDLED)}){hint}")
+    return problems

@@ -14,7 +14,8 @@ from typing import Optional
 import typer
 
 from llmnet.cli import run, scale, smart
-from llmnet.cli.common import SetOption, _OneLineErrors, _state, err, fail, out, parse_sets, user_errors
+from llmnet.cli.common import (SetOption, _OneLineErrors, _state, err, fail, local_model_problems, out, parse_sets,
+                               user_errors)
 from llmnet.cli.complexity import complexity_app
 from llmnet.errors import SpecError
 
@@ -49,7 +50,8 @@ def validate(files: list[Path] = typer.Argument(..., help="network files"),
     for file in files:
         try:
             net = load_network(file, parse_sets(set_))
-            problems = run.prompt_field_problems(net, queries, data, file) if queries is not None else []
+            problems = local_model_problems(net)
+            problems += run.prompt_field_problems(net, queries, data, file) if queries is not None else []
         except SpecError as exc:
             if _state["debug"]:
                 raise

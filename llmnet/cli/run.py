@@ -10,7 +10,7 @@ import typer
 
 from rich.markup import escape
 
-from llmnet.cli.common import DEFAULT_CACHE, SetOption, err, fail, one_line, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, SetOption, err, fail, local_model_problems, one_line, parse_sets, user_errors
 from llmnet.cli.common import out as stdout
 
 
@@ -99,8 +99,8 @@ def prompt_field_problems(net, queries: list, data: str, file=None) -> list[str]
 
 
 def check_prompt_fields(net, queries: list, data: str) -> None:
-    """Every field the prompts use exists in the dataset, checked before the first call."""
-    problems = prompt_field_problems(net, queries, data)
+    """Every field the prompts use exists in the dataset and every local model exists, before the first call."""
+    problems = local_model_problems(net) + prompt_field_problems(net, queries, data)
     if problems:
         fail(problems)
 

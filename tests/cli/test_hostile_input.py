@@ -323,7 +323,7 @@ def test_option_cases(tmp_path, sim_net):
         res = invoke(*base, *args)
         assert_invoked_clean(res)
         assert res.exit_code == 2 and expected in res.stderr
-    for data, expected in [(tmp_path / "missing.jsonl", "unknown dataset"), (tmp_path, "not a regular file"),
+    for data, expected in [(tmp_path / "missing.jsonl", "no such file"), (tmp_path, "not a regular file"),
                            ("mbpp:" + str(tmp_path / "missing.jsonl"), "cannot read")]:
         res = invoke("run", sim_net, "--data", data, "--out", out)
         assert_invoked_clean(res)

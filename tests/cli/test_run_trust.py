@@ -92,3 +92,70 @@ def test_format_specs_in_templates_refused(tmp_path):
     (tmp_path / "net.yaml").write_text(SIM_NET.replace("{question}", "{question:>2000000000}"))
     res = llmnet("validate", tmp_path / "net.yaml")
     assert res.returncode == 2 and "format specs" in res.stderr
+
+
+def test_every_mistake_before_the_first_call(tmp_path):
+    """Each of these passed `validate` or failed only at run time; now one line, exit 2, nothing called."""
+    sim = SIM_NET
+    cases = {
+        "set_bool_for_int": (sim.replace("samples: 3", "samples: '${K}'") + "params: {K: 3}\n",
+                             ["--set", "K=true"], "not a yes/no value"),
+        "set_nan": (sim.replace("samples: 3", "samples: 3, temperature: '${T}'") + "params: {T: 0.5}\n",
+                    ["--set", "T=nan"], "finite number"),
+        "yaml_nan": (sim.replace("samples: 3", "samples: 3, temperature: .nan"), [], "finite number"),
+        "kind_typo": (sim.replace("kind: vote", "kind: vot"), [], "did you mean 'vote'?"),
+        "local_model": (sim.replace("backend: simulated, model: s", "backend: local, model: smollm2-135"), [],
+                        "did you mean 'smollm2-135m'?"),
+    }
+    for name, (text, extra, expected) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        for command in (["validate", path, *extra],
+                        ["run", path, "--data", "arithmetic", "--limit", "2", "--out", tmp_path / name,
+                         "--no-cache", "--no-progress", *extra]):
+            res = llmnet(*command)
+            assert res.returncode == 2, (name, command[0], res.stderr)
+            lines = res.stderr.strip().splitlines()
+            assert len(lines) == 1 and expected in lines[0], (name, lines)
+        assert not (tmp_path / name).exists()
+
+
+def test_dataset_mistakes_are_one_line_with_did_you_mean(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET)
+    for data, expected in (("arithmetc", "did you mean 'arithmetic'?"),
+                           ("arithmetic:nn=3", "unknown option 'nn'"),
+                           ("arithmetic:n=abc", "option n=abc needs a whole number"),
+                           ("missing.jsonl", "dataset file 'missing.jsonl': no such file"),
+                           ("/dev/zero", "not a regular file")):
+        res = llmnet("run", tmp_path / "net.yaml", "--data", data, "--out", tmp_path / "o", "--no-cache",
+                     "--no-progress")
+        assert res.returncode == 2, (data, res.stderr)
+        assert expected in res.stderr and "invalid literal" not in res.stderr, (data, res.stderr)
+
+
+def test_network_files_that_are_not_regular_or_too_big(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 600_000)
+    includer = tmp_path / "inc.yaml"
+    includer.write_text(SIM_NET.replace("nodes:", "subgraphs: {s: {include: pipe.yaml}}\nnodes:"))
+    for path, expected in ((fifo, "not a regular file"), ("/dev/zero", "not a regular file"),
+                           (big, "more than"), (includer, "not a regular file")):
+        res = llmnet("validate", path)
+        assert res.returncode == 2 and expected in res.stderr, (path, res.stderr)
+
+
+def test_yaml_merge_keys_load(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("models: {sim: {backend: simulated, model: s}}\nnodes:\n"
+                    "  gen: &g {kind: generator, model: sim, samples: 3}\n"
+                    "  gen2: {<<: *g, seed: 7, samples: 5}\n  vote: {kind: vote, inputs: [gen, gen2]}\n")
+    res = llmnet("validate", path)
+    assert res.returncode == 0, res.stderr
+    from llmnet import load_network
+
+    assert load_network(path).spec.nodes["gen2"].samples == 5
+    assert load_network(path).spec.nodes["gen2"].model == "sim"
