@@ -238,7 +238,12 @@ class Engine:
             inputs = [outputs[i] for i in getattr(spec, "inputs", [])]
             if spec.kind == "gate":
                 return await gate.run(ctx, name, spec, inputs, self.router(spec.router), network.branches[name])
-            return await RUNNERS[spec.kind](ctx, name, spec, inputs)
+            started = time.perf_counter()
+            result = await RUNNERS[spec.kind](ctx, name, spec, inputs)
+            entry = ctx.trace.get(ctx.prefix + name)
+            if entry is not None and "usage" in entry:  # the node's wall time, not its calls' summed times
+                entry["usage"].latency_s = time.perf_counter() - started
+            return result
 
         if all(d <= 1 for _, d in network.graph.in_degree) and all(d <= 1 for _, d in network.graph.out_degree):
             for name in network.order:

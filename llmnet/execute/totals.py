@@ -36,6 +36,14 @@ def error_type(message: str) -> str:
     return head.strip() if sep and head.strip().isidentifier() else "Error"
 
 
+def _mean_latency(usage: Usage, runs: int) -> dict[str, Any]:
+    """A breakdown's usage with ``latency_s`` as the mean wall time of one run of the node (one
+    query's time in it): queries run concurrently, so a sum over them says nothing about time."""
+    d = usage.to_dict()
+    d["latency_s"] = round(usage.latency_s / max(runs, 1), 6)
+    return d
+
+
 class Totals:
     """Summary statistics accumulated one result record at a time (constant memory)."""
 
@@ -46,6 +54,8 @@ class Totals:
         self.per_model: dict[str, Usage] = {}
         self.branches: dict[str, dict[str, int]] = {}
         self.errors_by_type: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, int] = {}        # queries that ran each node (for mean latencies)
+        self.model_runs: dict[str, int] = {}  # node runs per model
 
     def add(self, rec: dict[str, Any]) -> None:
         self.queries += 1
@@ -62,6 +72,8 @@ class Totals:
         for node, entry in rec.get("trace", {}).items():
             u = entry.get("usage")
             if u is not None:
+                self.runs[node] = self.runs.get(node, 0) + 1
+                self.model_runs[entry["model"]] = self.model_runs.get(entry["model"], 0) + 1
                 for bucket in (self.per_node.setdefault(node, Usage()),
                                self.per_model.setdefault(entry["model"], Usage()), self.total):
                     bucket.add_dict(u)
@@ -93,8 +105,9 @@ class Totals:
             "cost_usd": round(t.cost_usd, 10),
             "cached_tokens": t.cached_tokens,
             "cached_cost_usd": round(t.cached_cost_usd, 10),
-            "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
-            "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
+            "per_node": {k: _mean_latency(v, self.runs.get(k, 1)) for k, v in sorted(self.per_node.items())},
+            "per_model": {k: _mean_latency(v, self.model_runs.get(k, 1))
+                          for k, v in sorted(self.per_model.items())},
             "branches": self.branches,
             **extra,
         }

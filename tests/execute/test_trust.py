@@ -120,3 +120,17 @@ def test_to_yaml_keeps_parameters_working_with_set(tmp_path):
     load_network(src).save(saved)
     assert load_network(saved, {"K": 15}).spec.nodes["gen"].samples == 15
     assert loads_network(saved.read_text()).spec.nodes["gen"].samples == 5
+
+
+def test_node_latency_is_wall_time_not_a_sum_over_samples():
+    """Ten samples as ten concurrent 0.05 s calls take ~0.05 s of the node's time, not 0.5 s."""
+    network = loads_network("models: {sim: {backend: simulated, model: s, latency_s: 0.05, limits: {concurrency: 64}}}"
+                            "\nnodes:\n  gen: {kind: generator, model: sim, samples: 10}\n"
+                            "  vote: {kind: vote, inputs: [gen]}\n")
+    backend = SimulatedBackend("sim", network.spec.models["sim"])
+    backend.supports_n = False  # one call per sample, run concurrently
+    report = run_network(network, arithmetic(8), RunConfig(backends={"sim": backend}, concurrency=8))
+    for rec in report.results:
+        assert rec["trace"]["gen"]["usage"]["latency_s"] <= rec["latency_s"] + 1e-6
+        assert rec["trace"]["gen"]["usage"]["latency_s"] < 0.3
+    assert report.summary["per_node"]["gen"]["latency_s"] < 0.3
