@@ -85,14 +85,22 @@ def parse_sets(sets: Optional[list[str]]) -> dict[str, Any]:
 
 
 def local_model_problems(net: Any) -> list[str]:
-    """A ``local`` model that is neither bundled nor an existing .gguf file, caught before any call."""
+    """Model mistakes caught before any call: a ``local`` model that is neither bundled nor an
+    existing .gguf file; credentials in a ``base_url``."""
     import difflib
 
     from llmnet.backends.local import BUNDLED
 
+    from llmnet.backends.openai_compat import has_credentials
+
     problems = []
     for name in sorted(net.models_used()):
         spec = net.spec.models[name]
+        urls = getattr(spec, "base_url", None) or []
+        if any(has_credentials(u) for u in ([urls] if isinstance(urls, str) else urls)):
+            problems.append(f"{net.source or 'network'}: models.{name}.base_url: holds credentials (user:password@), "
+                            f"which would be sent as Basic auth; put the key in an environment variable and name "
+                            f"it with api_key_env")
         if spec.backend != "local" or spec.model in BUNDLED:
             continue
         path = Path(spec.model).expanduser()
