@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli import run, scale, smart
+from llmnet.cli import run, scale, show, smart
 from llmnet.cli.common import (SetOption, _OneLineErrors, _state, err, fail, local_model_problems, out, parse_sets,
                                user_errors)
 from llmnet.cli.complexity import complexity_app
@@ -99,6 +99,7 @@ def graph(file: Path, png: Optional[Path] = typer.Option(None, "--png", help="al
 
 
 app.command(name="run")(run.run)
+app.command(name="show")(show.show)
 app.command(name="scale")(scale.scale)
 app.command(name="smart")(smart.smart)
 app.add_typer(complexity_app, name="complexity")

@@ -31,6 +31,7 @@ def run(file: Path = typer.Argument(..., help="network file"),
         seed: int = typer.Option(0, "--seed", help="seeds vote tie-breaks and generated datasets"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace another run found in --out"),
         allow_errors: bool = typer.Option(False, "--allow-errors", help="exit 0 even if some queries ended in error"),
+        keep_text: bool = typer.Option(False, "--keep-text", help="store every sample's raw completion in the trace"),
         no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
     """Run a network over a dataset. Example: llmnet run graphs/vote.yaml --data arithmetic --limit 20 --out runs/vote
 
@@ -54,7 +55,7 @@ def run(file: Path = typer.Argument(..., help="network file"),
         err.print(f"skipped {bad} bad dataset line(s)")
     config = RunConfig(out_dir=out_dir, cache_path=None if no_cache else cache, concurrency=concurrency,
                        max_cost=max_cost, progress=not no_progress and sys.stderr.isatty(), seed=seed,
-                       overwrite=overwrite, log=lambda line: err.print(escape(line)))
+                       overwrite=overwrite, log=lambda line: err.print(escape(line)), keep_text=keep_text)
     try:
         report = run_network(net, queries, config)
     except KeyboardInterrupt:

@@ -74,6 +74,8 @@ class QueryRun:
             entry = self.trace[self.prefix + name] = {"model": spec.model, "usage": Usage()}
         samples = await self.engine.samples(spec.model, request, entry["usage"],  # failures are counted too
                                             payer=f"{self.query.id}\x1f{self.prefix}{name}")
+        if self.engine.keep_text:  # the raw completions, to see why e.g. a judge rejected every candidate
+            entry.setdefault("texts", []).extend(s.text for s in samples)
         return [s.text for s in samples]
 
     def total_usage(self) -> Usage:
@@ -104,6 +106,7 @@ class Engine:
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.run_id = secrets.token_hex(8)   # kept across resumes of one output folder (set by the run)
         self.session = secrets.token_hex(8)  # this process: its cache claims and the samples it paid for
+        self.keep_text = False               # store each sample's raw completion in the trace
         self.routers: dict[int, Any] = {}
         base = None
         if network.source:

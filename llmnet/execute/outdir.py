@@ -27,11 +27,12 @@ class OutDirError(LlmnetError):
     """The output folder cannot be used (not a folder, not writable, holds another run)."""
 
 
-def run_identity(network_yaml: str, query_fingerprints: list[tuple[str, str]], seed: int) -> str:
+def run_identity(network_yaml: str, query_fingerprints: list[tuple[str, str]], seed: int,
+                 keep_text: bool = False) -> str:
     """A hash of what decides a run's results (not how fast or how cheaply they come)."""
     h = hashlib.sha256()
     h.update(network_yaml.encode("utf-8", "surrogatepass"))
-    h.update(f"\x00seed={seed}\x00".encode())
+    h.update(f"\x00seed={seed}\x00keep_text={keep_text}\x00".encode())
     for qid, qhash in query_fingerprints:
         h.update(f"{qid}\x1f{qhash}\x1e".encode("utf-8", "surrogatepass"))
     return h.hexdigest()[:24]

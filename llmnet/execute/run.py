@@ -38,6 +38,7 @@ class RunConfig:
     backends: dict[str, Any] | None = None  # Backend instances by model name, replacing the spec's
     overwrite: bool = False              # replace another run found in out_dir instead of refusing
     log: Callable[[str], None] | None = None  # one-line notes for the user (e.g. "resuming: ...")
+    keep_text: bool = False              # store each sample's raw completion in the trace ("texts")
 
 
 @dataclass
@@ -57,7 +58,7 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
         run_id, done = _resume(network, queries, config)
     cache = SampleCache(config.cache_path) if config.cache_path else None
     engine = Engine(network, cache, config.max_cost, config.seed, config.backends)
-    engine.run_id = run_id
+    engine.run_id, engine.keep_text = run_id, config.keep_text
     totals, report = Totals(), RunReport({})
     out = None
     for line in done.values():
@@ -125,7 +126,7 @@ def _resume(network: Network, queries: list[Query], config: RunConfig) -> tuple[
     """This run's id and its finished, answered results in ``config.out_dir`` (see ``outdir``)."""
     assert config.out_dir is not None
     fingerprints = [(q.id, query_fingerprint(q)) for q in queries]
-    identity = run_identity(network.to_yaml(), fingerprints, config.seed)
+    identity = run_identity(network.to_yaml(), fingerprints, config.seed, config.keep_text)
     run_id, kept = open_run(config.out_dir, identity, network.name, len(queries), config.overwrite)
     wanted = dict(fingerprints)
     done = {qid: line for qid, line in kept.items() if json.loads(line).get("qhash") == wanted.get(qid)}

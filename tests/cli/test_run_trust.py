@@ -159,3 +159,34 @@ def test_yaml_merge_keys_load(tmp_path):
 
     assert load_network(path).spec.nodes["gen2"].samples == 5
     assert load_network(path).spec.nodes["gen2"].model == "sim"
+
+
+def test_show_a_run_folder_and_other_folders(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET)
+    assert llmnet("run", tmp_path / "net.yaml", "--data", "arithmetic", "--limit", "5", "--out", tmp_path / "o",
+                  "--no-cache", "--no-progress").returncode == 0
+    res = llmnet("show", tmp_path / "o")
+    assert res.returncode == 0, res.stderr
+    for text in ("accuracy (95% CI)", "per node", "per model", "gen", "cache hits"):
+        assert text in res.stdout, text
+    as_json = llmnet("show", tmp_path / "o", "--json")
+    assert json.loads(as_json.stdout) == json.loads((tmp_path / "o" / "summary.json").read_text())
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "scaling.json").write_text(json.dumps({"network": "v", "k": [1, 3],
+                                                             "buckets": [{"name": "easy", "acc": 0.9}],
+                                                             "fits": {"easy": {"a1": 0.1}}}))
+    res = llmnet("show", tmp_path / "s")
+    assert res.returncode == 0 and "buckets" in res.stdout and "easy" in res.stdout and "a1" in res.stdout
+    missing = llmnet("show", tmp_path / "nope")
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+
+
+def test_keep_text_stores_raw_completions(tmp_path):
+    (tmp_path / "net.yaml").write_text(SIM_NET)
+    assert llmnet("run", tmp_path / "net.yaml", "--data", "arithmetic", "--limit", "3", "--out", tmp_path / "o",
+                  "--no-cache", "--no-progress", "--keep-text").returncode == 0
+    rec = json.loads((tmp_path / "o" / "results.jsonl").read_text().splitlines()[0])
+    assert len(rec["trace"]["gen"]["texts"]) == 3 and all(isinstance(t, str) for t in rec["trace"]["gen"]["texts"])
+    assert llmnet("run", tmp_path / "net.yaml", "--data", "arithmetic", "--limit", "3", "--out", tmp_path / "p",
+                  "--no-cache", "--no-progress").returncode == 0
+    assert "texts" not in json.loads((tmp_path / "p" / "results.jsonl").read_text().splitlines()[0])["trace"]["gen"]
