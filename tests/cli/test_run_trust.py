@@ -190,3 +190,9 @@ def test_keep_text_stores_raw_completions(tmp_path):
     assert llmnet("run", tmp_path / "net.yaml", "--data", "arithmetic", "--limit", "3", "--out", tmp_path / "p",
                   "--no-cache", "--no-progress").returncode == 0
     assert "texts" not in json.loads((tmp_path / "p" / "results.jsonl").read_text().splitlines()[0])["trace"]["gen"]
+
+
+def test_boolean_flags_are_plain_flags_in_help():
+    for command in (["run"], ["scale"], ["smart"], ["complexity", "label"], ["show"], ["validate"], []):
+        res = llmnet(*command, "--help")
+        assert res.returncode == 0 and "<bool>" not in res.stdout, (command, res.stdout)
