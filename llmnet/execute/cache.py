@@ -95,6 +95,7 @@ class SampleCache:
         if self.path.exists() and not self.path.is_file():
             raise CacheError(f"cache '{path}' is not a regular file: give a file path such as .llmnet-cache/s.sqlite")
         self._lock = threading.Lock()
+        self._owners: set[str] = set()  # who claimed through this connection (their claims go at close)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -150,14 +151,14 @@ class SampleCache:
 
     def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
                  attempts: int = 0) -> None:
-        """Store samples; the first carries the call's ``calls`` and ``attempts``. Drops their claims."""
+        """Store samples; the first carries the call's ``calls`` and ``attempts``. (Their claims stay
+        until ``close``: a claim on a sample that exists is never waited for.)"""
         rows = [(key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by,
                  calls if i == 0 else 0, attempts if i == 0 else 0) for i, (seed, s) in enumerate(items)]
         with self._lock, self._guard():
             self._db.execute("BEGIN")
             try:
                 self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.executemany("DELETE FROM claims WHERE key = ? AND seed = ?", [(key, r[1]) for r in rows])
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -168,17 +169,19 @@ class SampleCache:
         may pay for (claimed), and which ones another live owner is paying for (wait for them)."""
         marks = ",".join("?" * len(seeds))
         now = time.time()
+        self._owners.add(owner)
         with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                rows = self._db.execute(
-                    f"SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts FROM samples "
-                    f"WHERE key = ? AND seed IN ({marks})", [key, *seeds]).fetchall()
-                there = {seed: (Sample(t, p, c), by, calls, att) for seed, t, p, c, by, calls, att in rows}
-                held = self._db.execute(f"SELECT seed, owner, pid, host, expires FROM claims WHERE key = ? AND "
-                                        f"seed IN ({marks})", [key, *seeds]).fetchall()
-                theirs = {seed for seed, who, pid, host, expires in held
-                          if who != owner and expires > now and _alive(pid, host)}
+                rows = self._db.execute(  # one statement: the samples there now, and the claims held
+                    f"SELECT 0, seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts, 0.0 "
+                    f"FROM samples WHERE key = ? AND seed IN ({marks}) UNION ALL "
+                    f"SELECT 1, seed, owner, pid, 0, host, 0, 0, expires FROM claims WHERE key = ? AND "
+                    f"seed IN ({marks})", [key, *seeds, key, *seeds]).fetchall()
+                there = {seed: (Sample(t, p, c), by, calls, att)
+                         for claim, seed, t, p, c, by, calls, att, _ in rows if not claim}
+                theirs = {seed for claim, seed, who, pid, _, host, _, _, expires in rows
+                          if claim and who != owner and expires > now and _alive(pid, host)}
                 mine = [s for s in seeds if s not in there and s not in theirs]
                 if mine:
                     self._db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
@@ -207,6 +210,10 @@ class SampleCache:
 
     def close(self) -> None:
         with self._lock:
+            try:
+                self._db.executemany("DELETE FROM claims WHERE owner = ?", [(o,) for o in self._owners])
+            except sqlite3.Error:
+                pass
             try:
                 self._db.close()
             except sqlite3.Error:

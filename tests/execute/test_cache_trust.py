@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 from tests.execute.test_executor import VOTE, net
 
 NETWORK = """
-models: {sim: {backend: simulated, model: s, latency_s: 0.02, price: {input: 1, output: 1}}}
+models: {sim: {backend: simulated, model: s, latency_s: 0.05, price: {input: 1, output: 1}}}
 task: {prompt: "Q: {question}\\nA:"}
 nodes:
   gen: {kind: generator, model: sim, samples: 3}
@@ -102,7 +102,7 @@ def test_two_processes_sharing_a_cache_never_pay_twice(tmp_path):
 
     def cmd(out):
         return [sys.executable, "-m", "llmnet", "run", str(tmp_path / "net.yaml"), "--data", "arithmetic",
-                "--limit", "200", "--out", str(tmp_path / out), "--cache", str(cache), "--concurrency", "8",
+                "--limit", "400", "--out", str(tmp_path / out), "--cache", str(cache), "--concurrency", "8",
                 "--no-progress"]
 
     procs = [subprocess.Popen(cmd(name), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
