@@ -10,10 +10,12 @@ what the call took (``calls``, ``attempts`` on the call's first sample), so a ru
 resumed after ``kill -9`` books the samples its killed process paid for exactly as an
 uninterrupted run would, not as cache hits.
 
-Several processes may share one cache: before paying for a sample a process claims it
-(``claims`` table, one row per sample, with the owner's pid, host and an expiry). Another
-process that needs the same sample waits for the owner's row instead of paying again; a
-claim whose owner died (same host, pid gone) or that expired is taken over.
+Several processes may share one cache: before paying for a request's samples a process
+claims its key with an exclusive lock on one byte of ``PATH-claims`` (the byte is the key's
+hash). Another process that needs the same key finds the byte locked, waits and then reads
+the owner's rows instead of paying again. The kernel holds these locks, so a claim costs two
+system calls (a claim row in SQLite would cost a write transaction per call, half the cache's
+speed), and a crashed owner's claims vanish with it: nothing to expire.
 
 Every SQLite failure (a damaged file, a foreign table, a full disk) becomes one
 ``CacheError`` naming the file and the remedy.
@@ -22,12 +24,11 @@ Every SQLite failure (a damaged file, a foreign table, a full disk) becomes one
 from __future__ import annotations
 
 import hashlib
+import fcntl
 import json
 import os
-import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,20 +48,10 @@ CREATE TABLE IF NOT EXISTS samples (
     attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (key, seed)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS claims (
-    key TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    owner TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    expires REAL NOT NULL,
-    PRIMARY KEY (key, seed)
-) WITHOUT ROWID;
 """
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
-CLAIM_TTL_S = 600.0
-HOST = socket.gethostname()
+CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
 
 
@@ -70,19 +61,6 @@ def request_key(identity: str, request: Request) -> str:
                request.max_tokens, list(request.stop), list(request.choices or ()), request.role,
                request.candidate, request.n_candidates]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
-
-
-def _alive(pid: int, host: str) -> bool:
-    """Whether a claim's owner may still be running (only a same-host pid can be checked)."""
-    if host != HOST:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class SampleCache:
@@ -95,10 +73,11 @@ class SampleCache:
         if self.path.exists() and not self.path.is_file():
             raise CacheError(f"cache '{path}' is not a regular file: give a file path such as .llmnet-cache/s.sqlite")
         self._lock = threading.Lock()
-        self._owners: set[str] = set()  # who claimed through this connection (their claims go at close)
+        self._held: dict[int, int] = {}  # claimed byte -> keys of this process holding it
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._claims = os.open(f"{self.path}-claims", os.O_RDWR | os.O_CREAT, 0o644)
         except (sqlite3.Error, OSError) as exc:
             raise CacheError(f"cannot use '{path}' as the sample cache: {getattr(exc, 'strerror', None) or exc}; "
                              f"pass another --cache") from None
@@ -151,8 +130,7 @@ class SampleCache:
 
     def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
                  attempts: int = 0) -> None:
-        """Store samples; the first carries the call's ``calls`` and ``attempts``. (Their claims stay
-        until ``close``: a claim on a sample that exists is never waited for.)"""
+        """Store samples; the first carries the call's ``calls`` and ``attempts``."""
         rows = [(key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by,
                  calls if i == 0 else 0, attempts if i == 0 else 0) for i, (seed, s) in enumerate(items)]
         with self._lock, self._guard():
@@ -164,41 +142,34 @@ class SampleCache:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def claim(self, key: str, seeds: list[int], owner: str) -> tuple[dict[int, PaidRow], list[int], list[int]]:
-        """For samples not in the cache: which ones are already there now, which ones this owner
-        may pay for (claimed), and which ones another live owner is paying for (wait for them)."""
-        marks = ",".join("?" * len(seeds))
-        now = time.time()
-        self._owners.add(owner)
-        with self._lock, self._guard():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(  # one statement: the samples there now, and the claims held
-                    f"SELECT 0, seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts, 0.0 "
-                    f"FROM samples WHERE key = ? AND seed IN ({marks}) UNION ALL "
-                    f"SELECT 1, seed, owner, pid, 0, host, 0, 0, expires FROM claims WHERE key = ? AND "
-                    f"seed IN ({marks})", [key, *seeds, key, *seeds]).fetchall()
-                there = {seed: (Sample(t, p, c), by, calls, att)
-                         for claim, seed, t, p, c, by, calls, att, _ in rows if not claim}
-                theirs = {seed for claim, seed, who, pid, _, host, _, _, expires in rows
-                          if claim and who != owner and expires > now and _alive(pid, host)}
-                mine = [s for s in seeds if s not in there and s not in theirs]
-                if mine:
-                    self._db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
-                                         [(key, s, owner, os.getpid(), HOST, now + CLAIM_TTL_S) for s in mine])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return there, mine, sorted(theirs - set(there))
+    def claim(self, key: str) -> bool:
+        """Claim ``key`` for this process (True), or False while another process holds it.
 
-    def release(self, key: str, seeds: list[int], owner: str) -> None:
-        """Give up claims (a failed call), so another process may pay for those samples."""
-        if not seeds:
+        POSIX locks belong to the process, so keys of this process that hash to the same byte
+        share one lock, counted in ``_held`` and released with the last of them."""
+        byte = int(key[:15], 16) % CLAIM_BYTES
+        if self._held.get(byte):
+            self._held[byte] += 1
+            return True
+        try:
+            fcntl.lockf(self._claims, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
+        except (BlockingIOError, PermissionError):
+            return False
+        except OSError as exc:
+            raise CacheError(f"sample cache {self.path}: cannot lock {self.path}-claims ({exc.strerror}); "
+                             f"pass another --cache") from None
+        self._held[byte] = 1
+        return True
+
+    def release(self, key: str) -> None:
+        byte = int(key[:15], 16) % CLAIM_BYTES
+        count = self._held.get(byte, 0)
+        if count > 1:
+            self._held[byte] = count - 1
             return
-        with self._lock, self._guard():
-            self._db.executemany("DELETE FROM claims WHERE key = ? AND seed = ? AND owner = ?",
-                                 [(key, s, owner) for s in seeds])
+        self._held.pop(byte, None)
+        if count:
+            fcntl.lockf(self._claims, fcntl.LOCK_UN, 1, byte)
 
     def __len__(self) -> int:
         with self._lock, self._guard():
@@ -211,8 +182,8 @@ class SampleCache:
     def close(self) -> None:
         with self._lock:
             try:
-                self._db.executemany("DELETE FROM claims WHERE owner = ?", [(o,) for o in self._owners])
-            except sqlite3.Error:
+                os.close(self._claims)  # drops every claim of this process on this file
+            except OSError:
                 pass
             try:
                 self._db.close()

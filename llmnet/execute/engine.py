@@ -105,7 +105,7 @@ class Engine:
                        for name in network.spec.models if name in used}
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self.run_id = secrets.token_hex(8)   # kept across resumes of one output folder (set by the run)
-        self.session = secrets.token_hex(8)  # this process: its cache claims and the samples it paid for
+        self.session = secrets.token_hex(8)  # this process: the samples it paid for
         self.keep_text = False               # store each sample's raw completion in the trace
         self.routers: dict[int, Any] = {}
         base = None
@@ -140,20 +140,15 @@ class Engine:
         self._key_locks[key] = (lock, users + 1)
         try:
             async with lock:
-                have = self._book(self.cache.get_paid(key, seeds), payer, limited, usage)
-                missing = [s for s in seeds if s not in have]
-                while missing:  # claim what nobody has; wait for what another process is paying for
-                    there, mine, theirs = self.cache.claim(key, missing, self.session)
-                    have.update(self._book(there, payer, limited, usage))
-                    if mine:
-                        try:
-                            have.update(await self._fetch_missing(limited, request, mine, {}, key, usage,
-                                                                  f"{self.run_id}\x1f{payer}\x1f{self.session}"))
-                        finally:
-                            self.cache.release(key, [s for s in mine if s not in have], self.session)
-                    missing = theirs
-                    if missing:
-                        await asyncio.sleep(CLAIM_POLL_S)
+                while not self.cache.claim(key):  # another process is paying for this key: wait for its rows
+                    await asyncio.sleep(CLAIM_POLL_S)
+                try:
+                    have = self._book(self.cache.get_paid(key, seeds), payer, limited, usage)
+                    if len(have) < len(seeds):
+                        have = await self._fetch_missing(limited, request, seeds, have, key, usage,
+                                                         f"{self.run_id}\x1f{payer}\x1f{self.session}")
+                finally:
+                    self.cache.release(key)
         finally:
             lock, users = self._key_locks[key]
             if users == 1:
@@ -166,20 +161,27 @@ class Engine:
         """Add cached samples to ``usage``: as paid when this run's earlier (killed) process paid for
         them for this very query and node, so the record equals an uninterrupted run's; else as hits."""
         mine = f"{self.run_id}\x1f{payer}\x1f"
+        here = mine + self.session
         have = {}
+        hit_p = hit_c = paid_p = paid_c = 0
         for seed, (sample, paid_by, calls, attempts) in rows.items():
             have[seed] = sample
-            p, c = sample.prompt_tokens, sample.completion_tokens
-            if payer and paid_by.startswith(mine) and paid_by != mine + self.session:
+            if payer and paid_by.startswith(mine) and paid_by != here:
                 usage.calls += calls
                 usage.attempts += attempts
-                usage.prompt_tokens += p
-                usage.completion_tokens += c
-                usage.cost_usd += price(limited.spec, p, c)
+                paid_p += sample.prompt_tokens
+                paid_c += sample.completion_tokens
             else:
                 usage.cache_hits += 1
-                usage.cached_tokens += p + c
-                usage.cached_cost_usd += price(limited.spec, p, c)
+                hit_p += sample.prompt_tokens
+                hit_c += sample.completion_tokens
+        if hit_p or hit_c:
+            usage.cached_tokens += hit_p + hit_c
+            usage.cached_cost_usd += price(limited.spec, hit_p, hit_c)
+        if paid_p or paid_c:
+            usage.prompt_tokens += paid_p
+            usage.completion_tokens += paid_c
+            usage.cost_usd += price(limited.spec, paid_p, paid_c)
         return have
 
     async def _fetch_missing(self, limited: Limited, request: Request, seeds: list[int], have: dict[int, Sample],

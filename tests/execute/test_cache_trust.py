@@ -96,27 +96,30 @@ def test_an_old_cache_is_migrated_and_its_samples_used(tmp_path):
 
 
 def test_two_processes_sharing_a_cache_never_pay_twice(tmp_path):
-    """Two real processes run the same queries at the same moment on one cache."""
+    """Two real processes run the same queries at the same moment on one cache, one of them in
+    reverse order, so both pay for some samples and meet in the middle."""
     (tmp_path / "net.yaml").write_text(NETWORK)
     cache = tmp_path / "shared.sqlite"
+    rows = [json.dumps({"id": q.id, "question": q.question, "answer": q.answer}) + "\n" for q in arithmetic(300)]
+    (tmp_path / "forward.jsonl").write_text("".join(rows))
+    (tmp_path / "backward.jsonl").write_text("".join(reversed(rows)))
 
-    def cmd(out):
-        return [sys.executable, "-m", "llmnet", "run", str(tmp_path / "net.yaml"), "--data", "arithmetic",
-                "--limit", "400", "--out", str(tmp_path / out), "--cache", str(cache), "--concurrency", "8",
-                "--no-progress"]
+    def cmd(data, out, cache_path):
+        return [sys.executable, "-m", "llmnet", "run", str(tmp_path / "net.yaml"), "--data", str(tmp_path / data),
+                "--out", str(tmp_path / out), "--cache", str(cache_path), "--concurrency", "8", "--no-progress"]
 
-    procs = [subprocess.Popen(cmd(name), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("a", "b")]
+    procs = [subprocess.Popen(cmd(data, out, cache), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for data, out in (("forward.jsonl", "a"), ("backward.jsonl", "b"))]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    alone = [str(tmp_path / "alone.sqlite") if a == str(cache) else a for a in cmd("single")]
-    single = subprocess.run(alone, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    single = subprocess.run(cmd("forward.jsonl", "single", tmp_path / "alone.sqlite"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr
-    calls = [json.loads((tmp_path / d / "summary.json").read_text())["calls"] for d in ("a", "b", "single")]
-    assert calls[0] > 0 and calls[1] > 0, "both processes must have worked at the same time"
+    summaries = {d: json.loads((tmp_path / d / "summary.json").read_text()) for d in ("a", "b", "single")}
+    calls = [summaries[d]["calls"] for d in ("a", "b", "single")]
+    assert calls[0] > 0 and calls[1] > 0, "both processes must have paid for some samples"
     assert calls[0] + calls[1] == calls[2], calls  # together exactly what one run pays
-    db = sqlite3.connect(cache)
-    assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
-    answers = [[json.loads(l)["answer"] for l in open(tmp_path / d / "results.jsonl")] for d in ("a", "b", "single")]
-    assert answers[0] == answers[1] == answers[2]
+    paid = sum(summaries[d]["samples"] - summaries[d]["cache_hits"] for d in ("a", "b"))
+    assert sqlite3.connect(cache).execute("SELECT COUNT(*) FROM samples").fetchone()[0] == paid
+    assert all(summaries[d]["errors"] == 0 and summaries[d]["queries"] == 300 for d in summaries)
