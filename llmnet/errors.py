@@ -37,7 +37,7 @@ class Problem:
     column: int | None = None
 
     def format(self) -> str:
-        where = self.file or "<network>"
+        where = self.file or "network"
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:

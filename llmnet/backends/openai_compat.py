@@ -38,6 +38,8 @@ What a response is worth:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -46,6 +48,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -90,7 +93,22 @@ def base_urls(spec) -> list[str]:
     urls = spec.base_url
     if not urls:
         return [os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL]
-    return [urls] if isinstance(urls, str) else list(urls)
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    for url in urls:
+        if has_credentials(url):
+            raise BackendError(f"base_url {public_url(url)} holds credentials (user:password@): an HTTP client "
+                               f"sends them as Basic auth, where a server may reflect them; put the key in an "
+                               f"environment variable and name it with api_key_env")
+    return urls
+
+
+def has_credentials(url: str) -> bool:
+    """Whether a URL carries ``user:password@`` (which clients send as Basic auth)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -117,9 +135,37 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
+
+
+def scrub_secret(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` removed, plain or inside any base64 token (standard or URL-safe,
+    e.g. Basic auth ``base64(user:key)`` reflected by a server)."""
+    if not secret or secret == PLACEHOLDER_KEY or not text:
+        return text
+    text = text.replace(secret, "***")
+    needle = secret.encode("utf-8", "surrogatepass")
+
+    def check(match: re.Match) -> str:
+        token = match.group(0)
+        if len(token) * 3 // 4 < len(needle):
+            return token
+        body = token.rstrip("=")
+        for candidate in (body, body[1:], body[2:], body[3:]):  # the key may start mid-group
+            padded = candidate + "=" * (-len(candidate) % 4)
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                try:
+                    if needle in decode(padded):
+                        return "***"
+                except (binascii.Error, ValueError):
+                    continue
+        return token
+
+    return _BASE64ISH.sub(check, text)
+
+
 def _scrub(text: str, secret: str | None) -> str:
-    if secret and secret != PLACEHOLDER_KEY:
-        text = text.replace(secret, "***")
+    text = scrub_secret(text, secret)
     text = _KEY_LIKE.sub(lambda m: f"{m.group(1)}-***", text)
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "..."
 
@@ -328,7 +374,7 @@ class OpenAIBackend(Backend):
     def _completion(self, response: Any, request: Request) -> Completion:
         return Completion(read_samples(response, request.api, request.n,
                                        estimate_tokens(request.prompt + (request.system or "")),
-                                       lambda t: self.choice_text(t, request)))
+                                       lambda t: scrub_secret(self.choice_text(t, request), self._client.api_key)))
 
     async def aclose(self) -> None:
         await self._client.close()

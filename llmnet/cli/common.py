@@ -33,6 +33,7 @@ class _OneLineErrors(TyperGroup):
     """Usage mistakes (bad option values, unknown options) as one ``error:`` line, exit 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _plain_flags(self)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError as exc:
@@ -46,6 +47,25 @@ class _OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(rv if isinstance(rv, int) else 0)
         return rv
+
+
+def _plain_flags(command: Any) -> None:
+    """Show boolean flags as plain flags in --help (``--no-progress``, not ``--no-progress <bool>``)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    make_help = getattr(command, "get_help_option", None)
+    if make_help is not None and not getattr(make_help, "_plain", False):
+        def plain_help(ctx: Any, _make: Any = make_help) -> Any:
+            option = _make(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        plain_help._plain = True  # type: ignore[attr-defined]
+        command.get_help_option = plain_help
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
 
 
 _state = {"debug": False}
@@ -84,3 +104,63 @@ def parse_sets(sets: Optional[list[str]]) -> dict[str, Any]:
     return parse_overrides(sets)
 
 
+
+
+def local_model_problems(net: Any) -> list[str]:
+    """Model mistakes caught before any call: a ``local`` model that is neither bundled nor an
+    existing .gguf file; credentials in a ``base_url``."""
+    import difflib
+
+    from llmnet.backends.local import BUNDLED
+
+    from llmnet.backends.openai_compat import has_credentials
+
+    problems = []
+    for name in sorted(net.models_used()):
+        spec = net.spec.models[name]
+        urls = getattr(spec, "base_url", None) or []
+        if any(has_credentials(u) for u in ([urls] if isinstance(urls, str) else urls)):
+            problems.append(f"{net.source or 'network'}: models.{name}.base_url: holds credentials (user:password@), "
+                            f"which would be sent as Basic auth; put the key in an environment variable and name "
+                            f"it with api_key_env")
+        if spec.backend != "local" or spec.model in BUNDLED:
+            continue
+        path = Path(spec.model).expanduser()
+        if path.suffix == ".gguf" and path.is_file():
+            continue
+        close = difflib.get_close_matches(spec.model, BUNDLED, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        what = "no such file" if path.suffix == ".gguf" else "neither a bundled model nor a .gguf file"
+        problems.append(f"{net.source or 'network'}: models.{name}.model: local model '{spec.model}': {what} "
+                        f"(bundled: {', '.join(BUNDLED)}){hint}")
+    return problems
+
+
+class LiveProgress:
+    """A rich progress display on stderr for long commands: a bar when ``update(done, total)`` is
+    called, else a spinner with the elapsed time. Draws nothing when disabled or not a terminal."""
+
+    def __init__(self, label: str, enabled: bool = True):
+        self.label, self.enabled = label, enabled and err.is_terminal
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> "LiveProgress":
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._bar = Progress(SpinnerColumn(), TextColumn(f"[bold]{escape(self.label)}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                                 transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, RayOption, err, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, LiveProgress, RayOption, err, out, parse_sets, user_errors
 
 complexity_app = typer.Typer(no_args_is_help=True, help="ComplexityNet: label tasks by running tiers, train a "
                                                         "router on the labels, evaluate it on held-out tasks.")
@@ -49,6 +49,7 @@ def label(tiers_file: Path = typer.Argument(..., metavar="TIERS", help="tiers fi
           concurrency: int = typer.Option(8, "--concurrency", min=1, help="tasks in flight at once"),
           seed: int = typer.Option(0, "--seed", help="seed of generated datasets"),
           set_: Optional[list[str]] = typer.Option(None, "--set", help="override a parameter of the tiers file"),
+          no_progress: bool = typer.Option(False, "--no-progress", help="no progress display"),
           ray: Optional[str] = RayOption) -> None:
     """Run every tier --trials times per task and label each task with the cheapest tier that suffices.
 
@@ -61,14 +62,9 @@ def label(tiers_file: Path = typer.Argument(..., metavar="TIERS", help="tiers fi
     tiers = load_tiers(tiers_file, gate, parse_sets(set_))
     queries = load_dataset(data, limit, seed)
 
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            err.print(f"\rlabelled {done}/{total}", end="")
-
-    labels = label_tasks(tiers, queries, trials, rule, threshold, unsolved, None if no_cache else cache,
-                         concurrency, progress=progress, ray=ray)
-    if sys.stderr.isatty():
-        err.print()
+    with LiveProgress("labelling tasks", not no_progress) as bar:
+        labels = label_tasks(tiers, queries, trials, rule, threshold, unsolved, None if no_cache else cache,
+                             concurrency, progress=bar.update, ray=ray)
     labels.write_jsonl(out_path)
     for line in labels.summary_lines():
         out.print(line)

@@ -13,9 +13,10 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli import run, scale, serve, smart, sweep
+from llmnet.cli import run, scale, serve, show, smart, sweep
 from llmnet.cli.batch import batch_app
-from llmnet.cli.common import SetOption, _OneLineErrors, _state, err, fail, out, parse_sets, user_errors
+from llmnet.cli.common import (SetOption, _OneLineErrors, _state, err, fail, local_model_problems, out, parse_sets,
+                               user_errors)
 from llmnet.cli.complexity import complexity_app
 from llmnet.errors import SpecError
 
@@ -39,18 +40,26 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for
 
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="network files"),
-             set_: Optional[list[str]] = SetOption) -> None:
-    """Check network files without calling any model. Example: llmnet validate graphs/*.yaml"""
+             set_: Optional[list[str]] = SetOption,
+             data: Optional[str] = typer.Option(None, "--data", help="also check the prompts' fields against "
+                                                                     "this dataset")) -> None:
+    """Check network files without calling any model. Example: llmnet validate graphs/*.yaml --data arithmetic"""
     from llmnet.network.graph import load_network
 
     lines: list[str] = []
+    queries = run.validate_data(data) if data else None
     for file in files:
         try:
             net = load_network(file, parse_sets(set_))
+            problems = local_model_problems(net)
+            problems += run.prompt_field_problems(net, queries, data, file) if queries is not None else []
         except SpecError as exc:
             if _state["debug"]:
                 raise
             lines += [p.format() for p in exc.problems]
+            continue
+        if problems:
+            lines += problems
             continue
         n = sum(1 for _ in net.walk())
         out.print(f"[green]ok[/green] {file}: {net.name} ({n} nodes, output '{net.output}')")
@@ -91,6 +100,7 @@ def graph(file: Path, png: Optional[Path] = typer.Option(None, "--png", help="al
 
 
 app.command(name="run")(run.run)
+app.command(name="show")(show.show)
 app.command(name="scale")(scale.scale)
 app.command(name="smart")(smart.smart)
 app.command(name="serve")(serve.serve)

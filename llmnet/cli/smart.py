@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, SetOption, fail, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, LiveProgress, SetOption, fail, out, parse_sets, user_errors
 
 
 @user_errors
@@ -26,7 +26,8 @@ def smart(file: Path = typer.Argument(..., help="network file holding the refere
           no_cache: bool = typer.Option(False, "--no-cache"),
           check: bool = typer.Option(True, "--check-agreement/--no-check-agreement",
                                      help="also run the reference on applied items to measure the realised agreement"),
-          cost: str = typer.Option("auto", "--cost", help="auto (dollars if priced, else tokens), usd or tokens")) -> None:
+          cost: str = typer.Option("auto", "--cost", help="auto (dollars if priced, else tokens), usd or tokens"),
+          no_progress: bool = typer.Option(False, "--no-progress", help="no progress display")) -> None:
     """SMART: profile cheaper candidates against a reference, then use the cheapest that is good enough.
 
     Example: llmnet smart graphs/smart_local.yaml --data arithmetic:n=300 --reference strong --candidates cheap,mid --out runs/smart
@@ -46,9 +47,10 @@ def smart(file: Path = typer.Argument(..., help="network file holding the refere
         fail(["--candidates needs at least one name"])
     net = load_network(file, parse_sets(set_))
     queries = load_dataset(data, limit)
-    result, details = run_smart(net, queries, reference, names, delta=1 - accuracy, gamma=confidence, bound=bound,
-                                mix=mix, cache_path=None if no_cache else cache, check_agreement=check,
-                                measure=cost)
+    with LiveProgress(f"SMART: profiling {', '.join(names)} against {reference}", not no_progress):
+        result, details = run_smart(net, queries, reference, names, delta=1 - accuracy, gamma=confidence,
+                                    bound=bound, mix=mix, cache_path=None if no_cache else cache,
+                                    check_agreement=check, measure=cost)
     paths = save_smart(result, details, out_dir)
     agree = "n/a" if result.realised_agreement is None else f"{result.realised_agreement:.3f}"
     out.print(f"profiled {result.profiled}/{result.n_items} items; plan {dict(result.plan.counts) or 'reference'}; "

@@ -104,11 +104,11 @@ class _CacheServer:
 
         self.cache = SampleCache(path)
 
-    def get_many(self, key: str, seeds: list[int]) -> dict[int, tuple]:
-        return {seed: _flat(s) for seed, s in self.cache.get_many(key, seeds).items()}
+    def get_paid(self, key: str, seeds: list[int]) -> dict[int, tuple]:
+        return {seed: (_flat(s), by, calls, att) for seed, (s, by, calls, att) in self.cache.get_paid(key, seeds).items()}
 
-    def put_many(self, key: str, items: list[tuple[int, tuple]]) -> None:
-        self.cache.put_many(key, [(seed, Sample(*flat)) for seed, flat in items])
+    def put_many(self, key: str, items: list[tuple[int, tuple]], paid_by: str, calls: int, attempts: int) -> None:
+        self.cache.put_many(key, [(seed, Sample(*flat)) for seed, flat in items], paid_by, calls, attempts)
 
     def close(self) -> None:
         self.cache.close()
@@ -127,12 +127,21 @@ class _RemoteCache:
 
         self._ray, self._server = ray, server
 
-    def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:
-        flat = self._ray.get(self._server.get_many.remote(key, seeds))
-        return {seed: Sample(*f) for seed, f in flat.items()}
+    def get_paid(self, key: str, seeds) -> dict[int, tuple]:
+        rows = self._ray.get(self._server.get_paid.remote(key, list(seeds)))
+        return {seed: (Sample(*f), by, calls, att) for seed, (f, by, calls, att) in rows.items()}
 
-    def put_many(self, key: str, items: list[tuple[int, Sample]]) -> None:
-        self._ray.get(self._server.put_many.remote(key, [(seed, _flat(s)) for seed, s in items]))
+    def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
+                 attempts: int = 0) -> None:
+        self._ray.get(self._server.put_many.remote(key, [(seed, _flat(s)) for seed, s in items], paid_by, calls,
+                                                   attempts))
+
+    def claim(self, key: str) -> bool:
+        """Always granted: a key's queries all go to one worker, and the actor is the only writer."""
+        return True
+
+    def release(self, key: str) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -37,11 +37,14 @@ class GroupCommit:
         self.commits = 0  # transactions so far (rows / commits is the batch size)
         cache.stop_autocheckpoint()
 
-    async def put(self, key: str, items: list[tuple[int, Sample]]) -> None:
-        """Commit ``items`` (seed, sample) under ``key``; returns once they are on disk."""
+    async def put(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
+                  attempts: int = 0) -> None:
+        """Commit ``items`` (seed, sample) under ``key``; returns once they are on disk. The first
+        sample carries the call's ``calls`` and ``attempts`` and all say who paid (``SampleCache.put_many``)."""
         if not self._waiting:
             asyncio.get_running_loop().call_soon(self._flush)  # after this turn's ready tasks
-        self._rows.extend([(key, seed, s.text, s.prompt_tokens, s.completion_tokens) for seed, s in items])
+        self._rows.extend([(key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by,
+                            calls if i == 0 else 0, attempts if i == 0 else 0) for i, (seed, s) in enumerate(items)])
         self._meta.extend([(key, seed, json.dumps(m)) for seed, s in items if (m := s.meta())])
         done = asyncio.get_running_loop().create_future()
         self._waiting.append(done)
@@ -57,6 +60,8 @@ class GroupCommit:
                 self.commits += 1
             except CacheError as exc:
                 error = exc
+            except Exception as exc:  # anything else must still reach the waiters, never leave them hanging
+                error = CacheError(f"sample cache {self.cache.path}: could not write ({type(exc).__name__}: {exc})")
         for fut in waiting:
             if not fut.done():
                 if error is None:

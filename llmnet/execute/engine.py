@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
-from llmnet.errors import BackendError, BudgetExceeded, LlmnetError
+from llmnet.errors import BackendError, BudgetExceeded, CacheError, LlmnetError
 from llmnet.execute.cache import SampleCache, request_key
 from llmnet.execute.commits import GroupCommit
 from llmnet.execute.limits import CostBudget, Limited
@@ -31,6 +32,7 @@ from llmnet.tasks.answers import code_task, extract, is_correct, passed_every_te
 from llmnet.tasks.query import Query
 
 MAX_REASKS = 8
+CLAIM_POLL_S = 0.05  # how often a process waiting for another's claimed sample looks again
 
 
 class QueryRun:
@@ -82,10 +84,13 @@ class QueryRun:
         entry = self.trace.get(key)
         if entry is None:
             entry = self.trace[key] = {"model": spec.model, "usage": Usage()}
-        samples = await engine.samples(spec.model, request, entry["usage"])  # failures are counted too
+        samples = await engine.samples(spec.model, request, entry["usage"],  # failures are counted too
+                                       payer=f"{self.query.id}\x1f{key}")
         remarks = [s.meta() for s in samples]  # reasoning, system_fingerprint, served model: when a server says
         if any(remarks):
             entry.setdefault("server", []).extend(remarks)
+        if engine.keep_text:  # the raw completions, to see why e.g. a judge rejected every candidate
+            entry.setdefault("texts", []).extend(s.text for s in samples)
         return [s.text for s in samples]
 
     def total_usage(self) -> Usage:
@@ -151,6 +156,9 @@ class Engine:
         self._writer: GroupCommit | None = None
         self._plans: dict[int, tuple[Network, bool, list[tuple[str, Any, tuple[str, ...]]]]] = {}
         self.params: dict[int, tuple] = {}  # per node spec, its sampling parameters (see QueryRun.sample)
+        self.run_id = secrets.token_hex(8)   # kept across resumes of one output folder (set by the run)
+        self.session = secrets.token_hex(8)  # this process: the samples it paid for
+        self.keep_text = False               # store each sample's raw completion in the trace
         self.routers: dict[int, Any] = {}
         base = None
         if network.source:
@@ -173,12 +181,14 @@ class Engine:
             self.routers[key] = build_router(spec, self._router_base)
         return self.routers[key]
 
-    async def samples(self, model: str, request: Request, usage: Usage) -> list[Sample]:
+    async def samples(self, model: str, request: Request, usage: Usage, payer: str = "") -> list[Sample]:
         """K samples for ``request`` (n = K), from the cache where possible, else paid for.
 
         What it took (calls, attempts, tokens, dollars) is added to ``usage``, failures included.
         Fresh samples are committed in groups, one transaction per turn of the event loop
         (``llmnet.execute.commits``), before they are returned: a killed run never pays for one again.
+        ``payer`` (query and node) marks the samples paid here, so that a resumed run books the
+        samples its killed process paid for as paid, not as cache hits (see ``_book``).
         """
         limited = self.models[model]
         n = request.n
@@ -193,20 +203,18 @@ class Engine:
         self._key_locks[key] = (lock, users + 1)
         try:
             async with lock:
-                seeds = range(request.seed, request.seed + n)
-                have = self.cache.get_many(key, seeds)  # one range scan, on the loop: a SELECT is microseconds
-                if have:
-                    usage.cache_hits += len(have)
-                    p = c = 0
-                    for s in have.values():
-                        p += s.prompt_tokens
-                        c += s.completion_tokens
-                    usage.cached_tokens += p + c
-                    usage.cached_cost_usd += price(limited.spec, p, c)
-                if len(have) < n:
-                    missing = [s for s in seeds if s not in have]
-                    fresh = await self._fetch_runs(limited, request, _contiguous(missing), key, usage)
-                    have.update(zip(missing, fresh))
+                while not self.cache.claim(key):  # another process is paying for this key: wait for its rows
+                    await asyncio.sleep(CLAIM_POLL_S)
+                try:
+                    seeds = range(request.seed, request.seed + n)
+                    have = self._book(self.cache.get_paid(key, seeds), payer, limited, usage)
+                    if len(have) < n:
+                        missing = [s for s in seeds if s not in have]
+                        fresh = await self._fetch_runs(limited, request, _contiguous(missing), key, usage,
+                                                       f"{self.run_id}\x1f{payer}\x1f{self.session}")
+                        have.update(zip(missing, fresh))
+                finally:
+                    self.cache.release(key)
         finally:
             lock, users = self._key_locks[key]
             if users == 1:
@@ -215,14 +223,41 @@ class Engine:
                 self._key_locks[key] = (lock, users - 1)
         return [have[s] for s in seeds]
 
+    def _book(self, rows: dict[int, Any], payer: str, limited: Limited, usage: Usage) -> dict[int, Sample]:
+        """Add cached samples to ``usage``: as paid when this run's earlier (killed) process paid for
+        them for this very query and node, so the record equals an uninterrupted run's; else as hits."""
+        mine = f"{self.run_id}\x1f{payer}\x1f"
+        here = mine + self.session
+        have = {}
+        hit_p = hit_c = paid_p = paid_c = 0
+        for seed, (sample, paid_by, calls, attempts) in rows.items():
+            have[seed] = sample
+            if payer and paid_by.startswith(mine) and paid_by != here:
+                usage.calls += calls
+                usage.attempts += attempts
+                paid_p += sample.prompt_tokens
+                paid_c += sample.completion_tokens
+            else:
+                usage.cache_hits += 1
+                hit_p += sample.prompt_tokens
+                hit_c += sample.completion_tokens
+        if hit_p or hit_c:
+            usage.cached_tokens += hit_p + hit_c
+            usage.cached_cost_usd += price(limited.spec, hit_p, hit_c)
+        if paid_p or paid_c:
+            usage.prompt_tokens += paid_p
+            usage.completion_tokens += paid_c
+            usage.cost_usd += price(limited.spec, paid_p, paid_c)
+        return have
+
     async def _fetch_runs(self, limited: Limited, request: Request, runs: list[tuple[int, int]], key: str | None,
-                          usage: Usage) -> list[Sample]:
+                          usage: Usage, paid_by: str = "") -> list[Sample]:
         """The samples of each run (start seed, count), concatenated in order."""
         if not limited.backend.supports_n and (len(runs) > 1 or runs[0][1] > 1):
             runs = [(s, 1) for start, n in runs for s in range(start, start + n)]  # one call per sample
         if len(runs) == 1:  # the common case: no tasks to create
-            return await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage)
-        results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage) for start, n in runs),
+            return await self._fetch(limited, request, runs[0][0], runs[0][1], key, usage, paid_by)
+        results = await asyncio.gather(*(self._fetch(limited, request, start, n, key, usage, paid_by) for start, n in runs),
                                        return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
@@ -230,7 +265,7 @@ class Engine:
         return [s for r in results for s in r]
 
     async def _fetch(self, limited: Limited, request: Request, start: int, n: int, key: str | None,
-                     usage: Usage) -> list[Sample]:
+                     usage: Usage, paid_by: str = "") -> list[Sample]:
         got: list[Sample] = []
         for _ in range(MAX_REASKS):
             need = n - len(got)
@@ -259,20 +294,21 @@ class Engine:
             usage.cost_usd += price(limited.spec, p, c)
             usage.server_cached_tokens += sum(s.cached_tokens for s in fresh)
             if key is not None and fresh:
-                await self._commit(key, [(seed + j, s) for j, s in enumerate(fresh)])
+                await self._commit(key, [(seed + j, s) for j, s in enumerate(fresh)], paid_by, attempted.attempts)
             got.extend(fresh)
         if len(got) < n:
             raise BackendError(f"model '{limited.backend.name}' returned {len(got)} of {n} samples after "
                                f"{MAX_REASKS} requests")
         return got
 
-    async def _commit(self, key: str, items: list[tuple[int, Sample]]) -> None:
+    async def _commit(self, key: str, items: list[tuple[int, Sample]], paid_by: str, attempts: int) -> None:
+        """Store one call's fresh samples (its first carries the call and its attempts) before they are used."""
         if not isinstance(self.cache, SampleCache):  # another store (a Ray worker's proxy): its own writes
-            self.cache.put_many(key, items)
+            self.cache.put_many(key, items, paid_by, 1, attempts)
             return
         if self._writer is None:
             self._writer = GroupCommit(self.cache)
-        await self._writer.put(key, items)
+        await self._writer.put(key, items, paid_by, 1, attempts)
 
     def _plan(self, network: Network) -> tuple[bool, list[tuple[str, Any, tuple[str, ...]]]]:
         """Per network, once: is it a chain, and each node's (name, spec, inputs) in order."""
@@ -293,7 +329,12 @@ class Engine:
             values = [outputs[i] for i in inputs]
             if spec.kind == "gate":
                 return await gate.run(ctx, name, spec, values, self.router(spec.router), network.branches[name])
-            return await RUNNERS[spec.kind](ctx, name, spec, values)
+            started = time.perf_counter()
+            result = await RUNNERS[spec.kind](ctx, name, spec, values)
+            entry = ctx.trace.get(ctx.prefix + name)
+            if entry is not None and "usage" in entry:  # the node's wall time, not its calls' summed times
+                entry["usage"].latency_s = time.perf_counter() - started
+            return result
 
         if chain:
             for name, spec, inputs in steps:
@@ -330,11 +371,10 @@ class Engine:
             ctx = QueryRun(self, query, render(task.prompt, query.template_values()), task.answer)
             result = await self.run_graph(self.network, ctx)
             record.update(answer=result.answer, correct=ctx.is_correct(result.answer), error=None)
-        except BudgetExceeded:
+        except (BudgetExceeded, CacheError):  # the run stops: a budget, or a cache it cannot trust
             raise
         except (LlmnetError, ValueError) as exc:
-            record.update(answer=None, correct=False if query.answer is not None else None,
-                          error=f"{type(exc).__name__}: {exc}")
+            record.update(answer=None, correct=None, error=f"{type(exc).__name__}: {exc}")  # not a wrong answer
         usage = ctx.total_usage() if ctx else Usage()
         record.update(truth=query.answer, calls=usage.calls, attempts=usage.attempts, samples=usage.samples,
                       cache_hits=usage.cache_hits, prompt_tokens=usage.prompt_tokens,

@@ -202,6 +202,12 @@ class Limited:
                 if not exc.retryable or attempts > limits.retries:
                     exc.attempts = attempts  # type: ignore[attr-defined]
                     raise
+                wait = getattr(exc, "retry_after", None)
+                if wait is not None and wait > limits.max_backoff:  # never sleep hours on a server's word
+                    capped = type(exc)(f"{exc} (the server asked to wait {wait:g}s before retrying, more than "
+                                       f"max_backoff {limits.max_backoff:g}s; raise limits.max_backoff to wait)")
+                    capped.attempts = attempts  # type: ignore[attr-defined]
+                    raise capped from exc
                 await self._sleep(self._backoff(attempts - 1, getattr(exc, "retry_after", None)))
                 continue
             except BaseException:

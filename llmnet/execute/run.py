@@ -11,10 +11,11 @@ and the per-node and per-model breakdowns.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
+import secrets
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,40 +25,10 @@ import numpy as np
 from llmnet.errors import BudgetExceeded, LlmnetError
 from llmnet.execute.cache import SampleCache
 from llmnet.execute.engine import Engine, query_fingerprint
-from llmnet.execute.usage import Usage
+from llmnet.execute.outdir import RESULTS, SUMMARY, atomic_write, open_run, run_identity
+from llmnet.execute.totals import Totals
 from llmnet.network.graph import Network
 from llmnet.tasks.query import Query
-
-RESULTS, SUMMARY, FINGERPRINT = "results.jsonl", "summary.json", "run.json"
-
-
-def network_fingerprint(network: Network) -> str:
-    return hashlib.sha256(network.to_yaml().encode()).hexdigest()[:16]
-
-
-def _check_resumable(out_dir: Path, network: Network, queries: list[Query], done: dict[str, str]) -> dict[str, str]:
-    """Keep only finished results that belong to this network and these queries; refuse a foreign DIR."""
-    fp_path = out_dir / FINGERPRINT
-    mine = network_fingerprint(network)
-    if fp_path.exists():
-        try:
-            theirs = json.loads(fp_path.read_text()).get("network")
-        except (ValueError, OSError, AttributeError):
-            theirs = None
-        if theirs != mine and done:
-            raise LlmnetError(f"{out_dir} holds results of a different network; use another --out "
-                              f"(or delete {out_dir / RESULTS} to start over)")
-    by_id = {q.id: query_fingerprint(q) for q in queries if q.id in done} if done else {}
-    kept = {}
-    for qid, line in done.items():
-        if qid not in by_id:
-            continue  # a query of a larger earlier run: kept in the file, not in this summary
-        if json.loads(line).get("qhash") != by_id[qid]:
-            raise LlmnetError(f"{out_dir / RESULTS} holds a different query with id '{qid}' (another dataset?); "
-                              f"use another --out")
-        kept[qid] = line
-    _atomic_write(fp_path, json.dumps({"network": mine, "name": network.name}) + "\n")
-    return kept
 
 
 @dataclass
@@ -66,10 +37,13 @@ class RunConfig:
     cache_path: Path | None = None       # None: no cache
     concurrency: int = 64                # queries in flight at once
     max_cost: float | None = None        # dollars; the run stops cleanly before exceeding it
-    progress: bool = True
+    progress: bool = False               # draw a rich progress bar (the CLI turns it on)
     seed: int = 0                        # seeds vote tie-breaks
     keep_results: bool = True            # keep result records in memory (off for huge runs)
     backends: dict[str, Any] | None = None  # Backend instances by model name, replacing the spec's
+    overwrite: bool = False              # replace another run found in out_dir instead of refusing
+    log: Callable[[str], None] | None = None  # one-line notes for the user (e.g. "resuming: ...")
+    keep_text: bool = False              # store each sample's raw completion in the trace ("texts")
     ray: Any = None                      # shard queries over Ray: an address, "local" or RayOptions (execute.cluster)
 
 
@@ -79,117 +53,28 @@ class RunReport:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Totals:
-    """Summary statistics accumulated one result record at a time (constant memory)."""
-
-    def __init__(self) -> None:
-        self.queries = self.graded = self.correct = self.errors = 0
-        self.total = Usage()
-        self.per_node: dict[str, Usage] = {}
-        self.per_model: dict[str, Usage] = {}
-        self.branches: dict[str, dict[str, int]] = {}
-        self.programs = self.weak_passes = 0    # sandboxed programs; passes judged in-child
-
-    def add(self, rec: dict[str, Any]) -> None:
-        self.queries += 1
-        self.errors += rec.get("error") is not None
-        if rec.get("correct") is not None:
-            self.graded += 1
-            self.correct += bool(rec["correct"])
-        for node, entry in rec.get("trace", {}).items():
-            u = entry.get("usage")
-            if u is not None:
-                for bucket in (self.per_node.setdefault(node, Usage()),
-                               self.per_model.setdefault(entry["model"], Usage()), self.total):
-                    bucket.add_dict(u)
-            for status in entry.get("sandbox", ()):
-                self.programs += 1
-                self.weak_passes += status == "passed (weak)"
-            if "branch" in entry:
-                counts = self.branches.setdefault(node, {})
-                counts[entry["branch"]] = counts.get(entry["branch"], 0) + 1
-
-    def summary(self, network: Network, **extra: Any) -> dict[str, Any]:
-        t = self.total
-        return {
-            "network": network.name,
-            "queries": self.queries,
-            "accuracy": round(self.correct / self.graded, 6) if self.graded else None,
-            "correct": self.correct,
-            "graded": self.graded,
-            "errors": self.errors,
-            "calls": t.calls,
-            "attempts": t.attempts,
-            "retries": t.attempts - t.calls,
-            "samples": t.samples,
-            "cache_hits": t.cache_hits,
-            "prompt_tokens": t.prompt_tokens,
-            "completion_tokens": t.completion_tokens,
-            "cost_usd": round(t.cost_usd, 10),
-            "cached_tokens": t.cached_tokens,
-            "cached_cost_usd": round(t.cached_cost_usd, 10),
-            "server_cached_tokens": t.server_cached_tokens,
-            "per_node": {k: v.to_dict() for k, v in sorted(self.per_node.items())},
-            "per_model": {k: v.to_dict() for k, v in sorted(self.per_model.items())},
-            "branches": self.branches,
-            **({"sandbox": {"programs": self.programs, "weak_passes": self.weak_passes}}
-               if self.programs else {}),
-            **extra,
-        }
-
-
-def read_finished(path: Path) -> dict[str, str]:
-    """Finished results (id -> line) of an earlier run; a torn last line is cut off the file."""
-    done: dict[str, str] = {}
-    if not path.exists():
-        return done
-    good_bytes = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                rec = json.loads(raw)
-                done[str(rec["id"])] = raw.decode().rstrip("\n")
-            except (ValueError, KeyError, TypeError):
-                break
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with path.open("rb+") as fh:
-            fh.truncate(good_bytes)
-    return done
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 async def arun(network: Network, queries: list[Query], config: RunConfig) -> RunReport:
     ids = [q.id for q in queries]
     if len(set(ids)) != len(ids):
         from llmnet.errors import DatasetError
 
         raise DatasetError("query ids must be unique")
+    run_id, done = secrets.token_hex(8), {}
+    if config.out_dir is not None:  # before the cache: a refused folder leaves nothing behind
+        run_id, done = _resume(network, queries, config)
     cache = SampleCache(config.cache_path) if config.cache_path else None
     engine = Engine(network, cache, config.max_cost, config.seed, config.backends) if config.ray is None \
         else _ray_engine(network, config)
+    engine.run_id, engine.keep_text = run_id, config.keep_text
     totals, report = Totals(), RunReport({})
     out = None
-    done: dict[str, str] = {}
-    on_disk: dict[str, str] = {}
-    if config.out_dir:
-        config.out_dir.mkdir(parents=True, exist_ok=True)
-        results_path = config.out_dir / RESULTS
-        on_disk = read_finished(results_path)
-        done = _check_resumable(config.out_dir, network, queries, on_disk)
-        for line in done.values():
-            rec = json.loads(line)
-            totals.add(rec)
-            if config.keep_results:
-                report.results.append(rec)
-        out = results_path.open("a", encoding="utf-8")
+    for line in done.values():
+        rec = json.loads(line)
+        totals.add(rec)
+        if config.keep_results:
+            report.results.append(rec)
+    if config.out_dir is not None:
+        out = (config.out_dir / RESULTS).open("a", encoding="utf-8")
     n_todo = len(queries) - len(done)
     stopped: str | None = None
     progress = _Progress(len(queries), len(done), config.progress)
@@ -222,8 +107,8 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
     try:
         workers = [asyncio.ensure_future(worker()) for _ in range(min(config.concurrency, n_todo) or 1)]
         await asyncio.gather(*workers)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        stopped = "interrupted"
+    except BaseException as exc:  # interrupted, or a damaged cache: stop every query, keep what finished
+        stopped = "interrupted" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else str(exc)
         for task in workers:
             task.cancel()
         raise
@@ -235,13 +120,11 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
         extra = {"complete": stopped is None and totals.queries >= len(queries),
                  "stopped": stopped, "max_in_flight": {m: l.max_in_flight for m, l in engine.models.items()},
                  **getattr(engine, "summary_extra", {})}
-        report.summary = totals.summary(network, **extra)
-        if config.out_dir:
-            if stopped is None:
-                earlier = sorted((i, done[q.id]) for i, q in enumerate(queries) if q.id in done) if done else []
-                others = [line for qid, line in on_disk.items() if qid not in done]  # an earlier, larger run's
-                written.rewrite_in_order(config.out_dir / RESULTS, earlier, others)
-            _atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
+        report.summary = totals.summary(network.name, **extra)
+        if config.out_dir is not None:  # dataset order: the resumed lines merged with this run's, by byte range
+            earlier = sorted((i, done[q.id]) for i, q in enumerate(queries) if q.id in done) if done else []
+            written.rewrite_in_order(config.out_dir / RESULTS, earlier, [])
+            atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
         if cache is not None:
             cache.close()
     if report.results:
@@ -258,12 +141,32 @@ def _ray_engine(network: Network, config: RunConfig) -> Any:
     return RayEngine(network, options_of(config.ray), config.cache_path, config.max_cost, config.seed)
 
 
+def _resume(network: Network, queries: list[Query], config: RunConfig) -> tuple[str, dict[str, str]]:
+    """This run's id and its finished, answered results in ``config.out_dir`` (see ``outdir``)."""
+    assert config.out_dir is not None
+    fingerprints = [(q.id, query_fingerprint(q)) for q in queries]
+    identity = run_identity(network.to_yaml(), fingerprints, config.seed, config.keep_text)
+    run_id, kept = open_run(config.out_dir, identity, network.name, len(queries), config.overwrite)
+    wanted = dict(fingerprints)
+    done = {qid: line for qid, line in kept.items() if json.loads(line).get("qhash") == wanted.get(qid)}
+    if config.log is not None and done:
+        config.log(f"resuming: {len(done)} of {len(queries)} queries already finished")
+    _rewrite_results(config.out_dir, [q.id for q in queries], done)  # drops the errored ones to retry
+    return run_id, done
+
+
+def _rewrite_results(out_dir: Path, ids: list[str], done: dict[str, str]) -> None:
+    """results.jsonl = exactly the finished queries, in dataset order (atomic)."""
+    lines = [done[qid] for qid in ids if qid in done]
+    atomic_write(out_dir / RESULTS, "".join(line + "\n" for line in lines))
+
+
 def run_network(network: Network, queries: list[Query], config: RunConfig | None = None) -> RunReport:
     """Run ``network`` on ``queries`` (blocking); see ``RunConfig``."""
     box: list[RunReport] = []
 
     async def main() -> None:  # returns None: asyncio.run would otherwise repr the report on the way out
-        box.append(await arun(network, queries, config or RunConfig(progress=False)))
+        box.append(await arun(network, queries, config or RunConfig()))
 
     asyncio.run(main())
     return box[0]

@@ -16,7 +16,7 @@ FIELDS = ("calls", "attempts", "samples", "cache_hits", "prompt_tokens", "comple
 class Usage:
     """calls: successful backend calls; attempts: every try, retries included; samples: used
     (fresh + cached); cache_hits: samples not paid for; tokens and dollars: paid only;
-    latency_s: summed wall time of calls; errors: calls that failed for good;
+    latency_s: a node's wall time in one query (summaries: the mean over queries); errors: calls that failed for good;
     cached_tokens / cached_cost_usd: what the cached samples cost when they were paid for
     (so paid + cached is the run's cost without a cache, e.g. for SMART's accounting);
     server_cached_tokens: paid prompt tokens the server's prefix cache served, as the server

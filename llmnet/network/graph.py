@@ -12,7 +12,7 @@ task); the executor runs only the branch the router picks.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -22,7 +22,7 @@ import networkx as nx
 from llmnet.errors import GraphError, LlmnetError, Problem
 from llmnet.network import yamlio
 from llmnet.network.compose import gate_spec
-from llmnet.network.loader import SourceMap, load_spec_file, load_spec_text, suggest
+from llmnet.network.loader import SourceMap, load_spec_file, load_spec_text, restore_templates, suggest
 from llmnet.network.spec import (
     CANDIDATE_PRODUCERS,
     INPUT_FIELDS,
@@ -275,6 +275,7 @@ class Network:
     output: str
     branches: Mapping[str, Mapping[str, "Network"]]
     source: str | None = None
+    templated: Mapping[Path_, str] = field(default_factory=dict, repr=False)  # where ${NAME} stood
 
     @property
     def name(self) -> str:
@@ -291,7 +292,8 @@ class Network:
         return hash(self.to_yaml())
 
     def to_data(self) -> dict[str, Any]:
-        return self.spec.to_data()
+        """Plain data that loads back into an equal network; ``${NAME}`` kept where it stood."""
+        return restore_templates(self.spec.to_data(), dict(self.templated))
 
     def to_yaml(self) -> str:
         return yamlio.dumps(self.to_data())
@@ -338,7 +340,8 @@ def compile_network(spec: NetworkSpec, sources: SourceMap | None = None, source:
     problems += _subgraph_cycles(spec, sources)
     if problems:
         raise GraphError(list(dict.fromkeys(problems)))
-    return _compile(spec, dict(spec.nodes), spec.output, (), sources, source)
+    top = _compile(spec, dict(spec.nodes), spec.output, (), sources, source)
+    return replace(top, templated=MappingProxyType(dict(sources.templated)))
 
 
 def _compile(spec: NetworkSpec, nodes: dict[str, Any], output: str | None, prefix: Path_,

@@ -12,6 +12,7 @@ line, the YAML path and a fix.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class SourceMap:
 
     def __init__(self, root: Positions):
         self._entries: list[tuple[Path_, Positions, Path_]] = [((), root, ())]
+        self.templated: dict[Path_, str] = {}  # where ``${NAME}`` stood, so to_yaml can write it back
 
     def add(self, prefix: Path_, positions: Positions, file_prefix: Path_ = ()) -> None:
         self._entries.append((tuple(prefix), positions, tuple(file_prefix)))
@@ -139,6 +141,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = raw
         if isinstance(value, (dict, list)) or value is None:
             value = raw
+        if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            value = float(value)  # a string that a number field would read as NaN or infinity
         out[name] = value
     return out
 
@@ -151,6 +155,20 @@ def _used_params(data: Any) -> set[str]:
     if isinstance(data, list):
         return set().union(*(_used_params(v) for v in data)) if data else set()
     return set()
+
+
+_KIND = {int: "whole number", float: "number", str: "text"}
+
+
+def _non_finite(node: Any, path: Path_, sources: SourceMap) -> list[Problem]:
+    """NaN and infinity where a number is meant ('.nan' is valid YAML but no valid setting)."""
+    if isinstance(node, float) and not math.isfinite(node) and path not in sources.templated:
+        return [sources.problem(path, f"{node} is not a finite number; give a finite number")]
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _non_finite(v, path + (k,), sources)]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _non_finite(v, path + (i,), sources)]
+    return []
 
 
 def substitute_params(data: Any, sources: SourceMap, overrides: dict[str, Any] | None = None) -> Any:
@@ -172,7 +190,18 @@ def substitute_params(data: Any, sources: SourceMap, overrides: dict[str, Any] |
         Problem("--set", name, f"no parameter '{name}' in this network" + suggest(name, sorted(used | set(params))))
         for name in overrides if name not in used and name not in params
     ]
+    for name, value in overrides.items():
+        default = params.get(name)
+        if isinstance(value, bool) and default is not None and not isinstance(default, bool):
+            problems.append(Problem("--set", name, f"--set {name}={str(value).lower()}: {name} is not a yes/no "
+                                                   f"value here (its default is {default!r}); give a "
+                                                   f"{_KIND.get(type(default), 'value like the default')}"))
     values = {**params, **overrides}
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            where = Problem("--set", name, "") if name in overrides else None
+            message = f"parameter {name} is {value}: give a finite number"
+            problems.append(Problem("--set", name, message) if where else sources.problem(("params", name), message))
 
     def sub(node: Any, path: Path_) -> Any:
         if isinstance(node, dict):
@@ -187,12 +216,14 @@ def substitute_params(data: Any, sources: SourceMap, overrides: dict[str, Any] |
                                                   f"or pass --set {n}=VALUE"))
         if missing:
             return node
+        sources.templated[path] = node
         whole = PARAM_RE.fullmatch(node)
         if whole:
             return values[whole.group(1)]
         return PARAM_RE.sub(lambda m: str(values[m.group(1)]), node)
 
     result = sub(body, ())
+    problems.extend(_non_finite(result, (), sources))
     if problems:
         raise SpecError(problems)
     if values:
@@ -230,7 +261,9 @@ def _pydantic_problem(err: dict[str, Any], data: Any, sources: SourceMap) -> Pro
         tag = err.get("ctx", {}).get("discriminator", "kind").strip("'")
         expected = err.get("ctx", {}).get("expected_tags", "")
         got = err.get("ctx", {}).get("tag", "")
-        return sources.problem(path + (tag,), f"unknown {tag} '{got}' (known: {expected})")
+        known = re.findall(r"'([^']*)'", expected)
+        return sources.problem(path + (tag,), f"unknown {tag} '{got}'" + suggest(str(got), known) if known
+                               else f"unknown {tag} '{got}' (known: {expected})")
     if typ == "union_tag_not_found":
         tag = err.get("ctx", {}).get("discriminator", "kind").strip("'")
         return sources.problem(path, f"missing '{tag}': say which {tag} this is")
@@ -302,3 +335,23 @@ def load_spec_text(text: str, file: str | None = None, overrides: dict[str, Any]
 def load_spec_file(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[NetworkSpec, SourceMap]:
     data, positions = yamlio.load_file(path)
     return load_spec_data(data, positions, Path(path).resolve().parent, overrides)
+
+
+def restore_templates(data: dict[str, Any], templated: dict[Path_, str]) -> dict[str, Any]:
+    """Put ``${NAME}`` back where it stood (``data`` has the resolved values), so that a saved
+    network still takes ``--set``; its ``params`` hold the values used as defaults."""
+    for path, original in templated.items():
+        node: Any = data
+        for part in path[:-1]:
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                node = None
+                break
+        if isinstance(node, dict):
+            node[path[-1]] = original
+        elif isinstance(node, list) and isinstance(path[-1], int) and path[-1] < len(node):
+            node[path[-1]] = original
+    return data

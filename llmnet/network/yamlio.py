@@ -54,6 +54,7 @@ class Positions:
 
 
 MAX_NODES = 200_000
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a network file is a few KB; anything past this is a mistake
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -65,13 +66,19 @@ def _build(node: yaml.Node, loader: yaml.SafeLoader, path: Path_, positions: Pos
         raise SpecError(positions.problem(path, f"YAML tag '{node.tag}' is not allowed: only plain YAML "
                                                 f"(no !!python/... or custom tags)"))
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # '<<: *anchor' merges: those keys come first, explicit ones override
+        merged = len(node.value) - explicit
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             key = _build(key_node, loader, path + ("<key>",), positions)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise SpecError(positions.problem(path, f"mapping keys must be plain scalars, got {type(key).__name__}"))
             key = str(key) if not isinstance(key, str) else key
+            if key in out and index >= merged and any(
+                    k.value == key_node.value for k, _ in node.value[:merged]) and not any(
+                    k.value == key_node.value for k, _ in node.value[merged:index]):
+                del out[key]  # an explicit key overrides the same key merged in from an anchor
             if key in out:
                 raise SpecError(positions.problem(path + (key,), f"duplicate key '{key}': each key may appear once"))
             out[key] = _build(value_node, loader, path + (key,), positions)
@@ -121,12 +128,35 @@ def loads(text: str, file: str | None = None) -> tuple[Any, Positions]:
     return data, positions
 
 
-def load_file(path: str | Path) -> tuple[Any, Positions]:
+def read_text_file(path: str | Path, what: str = "file", limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; a FIFO, a device (``/dev/zero``)
+    or a huge file is refused before it is opened, so it can neither hang nor fill memory."""
+    import os
+    import stat
+
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe or a device?)"
+            raise SpecError(Problem(str(path), "", f"cannot read file: it is {kind}; give the path of a YAML file"))
+        if info.st_size > limit:
+            raise SpecError(Problem(str(path), "", f"this {what} has {info.st_size:,} bytes, more than the "
+                                                   f"{limit:,} a network file may have"))
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise SpecError(Problem(str(path), "", "cannot read file: no such file")) from None
     except OSError as exc:
         raise SpecError(Problem(str(path), "", f"cannot read file: {exc.strerror or exc}")) from None
+    if len(raw) > limit:
+        raise SpecError(Problem(str(path), "", f"this {what} grew past {limit:,} bytes while being read"))
+    return raw
+
+
+def load_file(path: str | Path) -> tuple[Any, Positions]:
+    path = Path(path)
+    raw = read_text_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -21,6 +21,28 @@ from llmnet.tasks.jsonl import read_jsonl
 from llmnet.tasks.query import Query
 
 MAX_GENERATED = 10_000_000
+BUILTIN = ("arithmetic", "bilevel", "humaneval", "mbpp")
+OPTIONS = {"arithmetic": ("n", "digits", "ops", "seed", "operators"), "bilevel": ("n", "alpha", "p1", "p2", "seed"),
+           "humaneval": ()}
+
+
+def _did_you_mean(word: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _number(name: str, key: str, text: str, kind=int):
+    """An option value as a number, or one line saying which option wanted what."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise DatasetError(f"dataset '{name}': option {key}={text} needs a "
+                           f"{'whole number' if kind is int else 'number'}") from None
+    if kind is float and value != value or value in (float("inf"), float("-inf")):
+        raise DatasetError(f"dataset '{name}': option {key}={text} needs a finite number")
+    return value
 
 
 def _check_size(n: int) -> None:
@@ -162,13 +184,18 @@ def load_dataset_counted(spec: str, limit: int | None = None, seed: int | None =
     if name in ("arithmetic", "bilevel", "humaneval") and not Path(spec).exists():
         o = _options(opts)
         try:
+            unknown = sorted(set(o) - set(OPTIONS[name]))
+            if unknown:
+                known = ", ".join(OPTIONS[name]) or "none"
+                raise DatasetError(f"dataset '{name}': unknown option '{unknown[0]}' (known: {known})"
+                                   + _did_you_mean(unknown[0], OPTIONS[name]))
+            num = lambda key, default, kind=int: _number(name, key, str(o.pop(key, default)), kind)
             if name == "arithmetic":
-                n = int(o.pop("n", limit or 200))
-                queries = arithmetic(n, _range(o.pop("digits", "1-3")), _range(o.pop("ops", "1-1")),
-                                     int(o.pop("seed", seed or 0)), o.pop("operators", "+"))
+                queries = arithmetic(num("n", limit or 200), _range(o.pop("digits", "1-3")),
+                                     _range(o.pop("ops", "1-1")), num("seed", seed or 0), o.pop("operators", "+"))
             elif name == "bilevel":
-                queries = bilevel(int(o.pop("n", limit or 1000)), float(o.pop("alpha", 0.6)),
-                                  float(o.pop("p1", 0.85)), float(o.pop("p2", 0.4)), int(o.pop("seed", seed or 0)))
+                queries = bilevel(num("n", limit or 1000), num("alpha", 0.6, float), num("p1", 0.85, float),
+                                  num("p2", 0.4, float), num("seed", seed or 0))
             else:
 
                 queries = [Query(r["id"], r["question"], r.get("answer"), fields=r) for r in load_humaneval()]
@@ -180,8 +207,13 @@ def load_dataset_counted(spec: str, limit: int | None = None, seed: int | None =
     if name == "mbpp" and not Path(spec).exists():
         return _mbpp(opts, limit, skip_bad)
     if not Path(spec).exists():
+        looks_like_file = any(ch in spec for ch in "/\\") or spec.endswith((".jsonl", ".json"))
+        if looks_like_file:
+            raise DatasetError(f"dataset file '{spec}': no such file")
         raise DatasetError(f"unknown dataset '{spec}': use arithmetic, bilevel, humaneval, mbpp:PATH "
-                           f"or a JSONL file path")
+                           f"or a JSONL file path" + _did_you_mean(name, BUILTIN))
+    if not Path(spec).is_file():
+        raise DatasetError(f"dataset file '{spec}' is not a regular file: give a JSONL file")
     queries, bad = load_jsonl(spec, skip_bad)
     return queries[:limit], bad
 

@@ -253,13 +253,15 @@ def test_without_api_key_env_a_placeholder_is_sent_not_openai_api_key(server, op
 # ----------------------------------------------------------------------------- identity and wiring
 
 
-def test_identity_names_model_and_endpoint_without_credentials():
-    spec = OpenAIModel(backend="openai", model="gpt-4o-mini", base_url="http://user:pw@host:8000/v1")
-    backend = make_backend("big", spec)
+def test_identity_names_model_and_endpoint_and_credentials_are_refused():
+    backend = make_backend("big", OpenAIModel(backend="openai", model="gpt-4o-mini", base_url="http://host:8000/v1"))
     assert isinstance(backend, OpenAIBackend)
     assert backend.identity == "openai:gpt-4o-mini@http://host:8000/v1"
-    assert "pw" not in repr(backend)
     run(backend.aclose())
+    spec = OpenAIModel(backend="openai", model="gpt-4o-mini", base_url="http://user:pw@host:8000/v1")
+    with pytest.raises(BackendError, match="api_key_env") as info:  # sent as Basic auth: refused
+        make_backend("big", spec)
+    assert ":pw" not in str(info.value)
 
 
 def test_supports_n_follows_the_spec(openai_backend):

@@ -93,19 +93,24 @@ def test_two_nodes_give_the_local_results_and_resume_like_a_local_run(cluster, t
     local = run_network(network(), QUERIES, RunConfig(out_dir=local_dir, cache_path=local_dir / "c.sqlite",
                                                       progress=False))
     options = RayOptions(workers=2)
-    half = run_network(network(), QUERIES[:20], RunConfig(out_dir=ray_dir, cache_path=ray_dir / "c.sqlite",
-                                                          progress=False, ray=options))
-    assert half.summary["ray"]["nodes"] == 2 and half.summary["ray"]["workers"] == 2
-    assert half.summary["calls"] == 20
-    first = (ray_dir / "results.jsonl").read_text().splitlines()
-    full = run_network(network(), QUERIES, RunConfig(out_dir=ray_dir, cache_path=ray_dir / "c.sqlite",
-                                                     progress=False, ray=options))
-    assert full.summary["calls"] == 40 and full.summary["cache_hits"] == 0
-    # the finished half was resumed from results.jsonl (timings and all), not run again
-    assert (ray_dir / "results.jsonl").read_text().splitlines()[:20] == first
-    assert without_timings(lines(ray_dir / "results.jsonl")) == without_timings(lines(local_dir / "results.jsonl"))
+    config = RunConfig(out_dir=ray_dir, cache_path=ray_dir / "c.sqlite", progress=False, ray=options)
+    whole = run_network(network(), QUERIES, config)
+    assert whole.summary["ray"]["nodes"] == 2 and whole.summary["ray"]["workers"] == 2
+    assert whole.summary["calls"] == 40 and whole.summary["cache_hits"] == 0
+    # a run killed half-way leaves the first lines: the same command resumes from them and runs the rest
+    first = (ray_dir / "results.jsonl").read_text().splitlines()[:20]
+    (ray_dir / "results.jsonl").write_text("".join(line + "\n" for line in first))
+    full = run_network(network(), QUERIES, config)
+    # nothing is paid twice: the resumed records keep their 20 calls, the rest's 60 samples come from the cache
+    # (on Ray they are booked as cache hits; the local executor books a killed process's samples as paid)
+    assert full.summary["calls"] == 20 and full.summary["cache_hits"] == 60
+    assert (ray_dir / "results.jsonl").read_text().splitlines()[:20] == first  # resumed (timings and all), not rerun
+    resumed, local_lines = lines(ray_dir / "results.jsonl"), lines(local_dir / "results.jsonl")
+    assert [(r["id"], r["answer"], r["correct"], r["trace"]["gen"]["answers"]) for r in resumed] == \
+        [(r["id"], r["answer"], r["correct"], r["trace"]["gen"]["answers"]) for r in local_lines]
+    assert without_timings(lines(ray_dir / "results.jsonl"))[:20] == without_timings(local_lines)[:20]
     summary = json.loads((ray_dir / "summary.json").read_text())
-    for field in ("queries", "accuracy", "correct", "samples", "prompt_tokens", "completion_tokens", "errors"):
+    for field in ("queries", "accuracy", "correct", "samples", "errors"):
         assert summary[field] == local.summary[field], field
     # budgets are split over the workers, and said so
     assert summary["ray"]["per_worker_limits"]["sim"] == {"concurrency": [4, 4], "rpm": 30000.0, "tpm": None}

@@ -166,11 +166,12 @@ nodes:
 
 def test_unknown_kind_and_backend():
     assert problems("nodes:\n  gen: {kind: generatr}\n")[0].startswith(
-        "net.yaml:5: nodes.gen.kind: unknown kind 'generatr' (known: 'generator', 'vote'")
+        "net.yaml:5: nodes.gen.kind: unknown kind 'generatr' (known: filter, filter_vote, gate, generator, judge, "
+        "select, vote); did you mean 'generator'?")
     with pytest.raises(SpecError) as info:
         loads_network("models:\n  m: {backend: bedrock, model: x}\nnodes:\n  g: {kind: generator, model: m}\n")
     out = [p.format() for p in info.value.problems]
-    assert out[0].startswith("<network>:2:7: models.m.backend: unknown backend 'bedrock' (known: 'local'")
+    assert out[0].startswith("network:2:7: models.m.backend: unknown backend 'bedrock' (known: local, openai")
 
 
 def test_template_must_use_plain_names():

@@ -139,7 +139,7 @@ def test_malformed_tests_are_a_query_error_not_a_crash():
     programs = {"bad": ["def add(a, b):\n    return a + b\n"], "good": ["def add(a, b):\n    return a + b\n"]}
     report = run(programs, [Query("bad", "x", "y", fields={"tests": [1]}), add_query("good")])
     bad, good = report.results
-    assert "DatasetError" in bad["error"] and "'tests'" in bad["error"] and bad["correct"] is False
+    assert "DatasetError" in bad["error"] and "'tests'" in bad["error"] and bad["correct"] is None  # an error is not a wrong answer
     assert good["correct"] is True and report.summary["errors"] == 1
 
 
