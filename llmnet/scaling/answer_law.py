@@ -142,7 +142,8 @@ class AnswerDistributionFit(ScalingFit):
         """Per-query predictions: ``(n_queries, len(ks))``."""
         kk = check_ks(ks)
         uniq, inv = np.unique(kk, return_inverse=True)
-        return _curves(self._theta(), uniq)[:, inv]
+        theta, rows = np.unique(self._theta(), axis=0, return_inverse=True)
+        return _curves(theta, uniq)[np.ravel(rows)][:, inv]
 
     def subset(self, rows, k_range=K_RANGE, n_boot: int = 200, seed: int = 0) -> AnswerDistributionFit:
         """The fit restricted to some queries, its K* recomputed over ``k_range``."""

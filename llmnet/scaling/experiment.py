@@ -97,7 +97,7 @@ def run_scaling(network: Network, queries: list[Query], ks: list[int], m: int, o
                 cache_path: Path | None = None, fit_max_k: int | None = None, buckets: str = "easy_hard",
                 progress: bool = False) -> dict[str, Any]:
     """Pools of M samples, exact accuracy at every K, fits; writes scaling.json and scaling.png."""
-    from llmnet.scaling.laws import scaling_report
+    from llmnet.scaling.report import scaling_report
     from llmnet.scaling.plots import plot_scaling
 
     _, _, judge = pool_network(network, m)
