@@ -66,6 +66,12 @@ class Backend(ABC):
         """What makes two samples interchangeable in the cache (never holds secrets)."""
         return f"{self.spec.backend}:{self.spec.model}"
 
+    def cache_identity(self, request: Request) -> str:
+        """The identity the sample cache keys ``request`` by: ``identity``, plus anything
+        else the backend reads that the request's prompt does not show (the simulated
+        backend reads the item's fields)."""
+        return self.identity
+
     @abstractmethod
     async def complete(self, request: Request) -> Completion:
         """Run one call; raise ``llmnet.errors.BackendError`` subclasses on failure."""

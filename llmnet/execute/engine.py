@@ -124,7 +124,7 @@ class Engine:
         if self.cache is None:
             have = await self._fetch_missing(limited, request, seeds, {}, "", usage)
             return [have[s] for s in seeds]
-        key = request_key(limited.backend.identity, request)
+        key = request_key(limited.backend.cache_identity(request), request)
         # queries with the same prompt wait for each other, so a sample is never paid twice
         lock, users = self._key_locks.get(key, (asyncio.Lock(), 0))
         self._key_locks[key] = (lock, users + 1)

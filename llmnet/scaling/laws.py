@@ -296,11 +296,14 @@ class BilevelFit(ScalingFit):
 
     @property
     def band_estimable(self) -> bool:
-        """False when the covariance is not identified (NaN) or so wide that a band would
-        only say "somewhere in [0, 1]" (a standard error above 1/2 on a parameter): the
-        band is then NaN and not drawn."""
+        """False when the covariance is not identified (NaN), a parameter sits on its bound
+        (the normal approximation needs an interior optimum) or a standard error exceeds
+        1/2 (the band would only say "somewhere in [0, 1]"): the band is then NaN, written
+        as null and not drawn."""
         se = np.array(list(self.stderr.values()))
-        return bool(np.all(np.isfinite(self.cov)) and np.all(se <= 0.5))
+        at_bound = any(min(abs(v - a), abs(v - b)) <= _HALF_TOL for v, (a, b) in
+                       ((self.params[k], self._bounds[k]) for k in self._bounds))
+        return bool(np.all(np.isfinite(self.cov)) and np.all(se <= 0.5) and not at_bound)
 
     def _describe(self) -> str:
         return f"{self.theory.shape}, {self.ks.size} points, rss {self.rss:.3g}"

@@ -5,7 +5,8 @@ U). A point estimate of the curve always has some wiggle, so a shape is only cal
 when the data support it: every comparison below is a difference of two points of the
 *same* curve, and its 95% band comes from replicate curves (a bootstrap over queries, so
 the two points are paired: they share the resampled queries; or replicates of a fitted
-law). A difference whose band contains 0 is noise.
+law). A difference whose band contains 0 is noise. The highest and lowest points are
+picked among all Ks, so their bands are Bonferroni-widened (level ``1 - (1 - level) / n``).
 
 ``shape`` (:func:`curve_shape`), with P the highest point, T the lowest, and "above"
 meaning a difference whose band lies above 0:
@@ -58,17 +59,19 @@ def curve_shape(curve, replicates=None, level: float = 0.95, tol: float = 1e-9) 
     if y.size < 2:
         return "flat"
 
-    def above(i: int, j: int) -> bool:
+    picked = 1 - (1 - level) / y.size  # the top / low point is picked among len(curve): Bonferroni
+
+    def above(i: int, j: int, lvl: float = level) -> bool:
         d = y[i] - y[j]
         if d <= tol:
             return False
-        return _above(d, None if reps is None else reps[:, i] - reps[:, j], level)
+        return _above(d, None if reps is None else reps[:, i] - reps[:, j], lvl)
 
     top = int(np.argmax(y))
     low = int(np.argmin(y))
     first, last = 0, y.size - 1
-    peak = above(top, first) and above(top, last)
-    dip = above(first, low) and above(last, low)
+    peak = above(top, first, picked) and above(top, last, picked)
+    dip = above(first, low, picked) and above(last, low, picked)
     if peak and dip:
         return "inverse-U" if min(y[top] - y[first], y[top] - y[last]) >= \
             min(y[first] - y[low], y[last] - y[low]) else "U"
