@@ -7,6 +7,8 @@ so a new backend is only the translation of one request into one call.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
@@ -83,3 +85,11 @@ class Backend(ABC):
 def estimate_tokens(text: str) -> int:
     """A cheap prompt-token estimate (about 4 characters a token) for budgets before a call."""
     return max(1, len(text) // 4)
+
+
+def request_key(identity: str, request: Request) -> str:
+    """Everything that changes a sample's distribution, but not n or the seed."""
+    payload = [identity, request.prompt, request.system, request.api, request.temperature, request.top_p,
+               request.max_tokens, list(request.stop), list(request.choices or ()), request.role,
+               request.candidate, request.n_candidates]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()

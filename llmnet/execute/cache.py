@@ -8,13 +8,11 @@ committed before it is used, so a killed run loses nothing it paid for.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import threading
 from pathlib import Path
 
-from llmnet.backends.base import Request, Sample
+from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
 from llmnet.errors import CacheError
 
 SCHEMA = """
@@ -27,14 +25,6 @@ CREATE TABLE IF NOT EXISTS samples (
     PRIMARY KEY (key, seed)
 ) WITHOUT ROWID;
 """
-
-
-def request_key(identity: str, request: Request) -> str:
-    """Everything that changes a sample's distribution, but not n or the seed."""
-    payload = [identity, request.prompt, request.system, request.api, request.temperature, request.top_p,
-               request.max_tokens, list(request.stop), list(request.choices or ()), request.role,
-               request.candidate, request.n_candidates]
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
 class SampleCache:
