@@ -34,8 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from llmnet.scaling.laws import K_RANGE, KStar, ScalingFit, _bootstrap_means, _curve_kind, _k_grid, \
-    _k_star_from_curves
+from llmnet.scaling.laws import K_RANGE, KStar, ScalingFit, _bootstrap_means, _curve_kind, _k_grid, _k_star_from_curves
 from llmnet.scaling.vote import _vote_exact_batch, check_ks, vote_accuracy_pools
 
 N_TAIL = 7

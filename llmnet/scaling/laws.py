@@ -30,9 +30,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from llmnet.scaling.vote import (
-    bucket_pools,
     check_ks,
-    difficulty,
     vote_accuracy_mc,
     vote_accuracy_pools,
     vote_counts,
