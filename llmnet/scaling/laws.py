@@ -286,6 +286,7 @@ class BilevelFit(ScalingFit):
     def predict(self, ks, level: float | None = None):
         kk = check_ks(ks)
         mean = bilevel_curve(*self._theta(), kk)
+        _z(self.level if level is None else level)  # a bad level is an error even without a band
         if not self.band_estimable:
             return mean, np.full(kk.size, np.nan), np.full(kk.size, np.nan)
         jac = _bilevel_jac(self._theta(), kk)
