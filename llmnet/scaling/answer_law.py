@@ -59,8 +59,9 @@ def _curves(theta: np.ndarray, ks: np.ndarray) -> np.ndarray:
     """Exact Vote accuracy of the distributions ``theta = (q0, f1, rho)`` rows at ``ks``."""
     probs = answer_shares(theta[:, 0], theta[:, 1], theta[:, 2])
     out = np.empty((probs.shape[0], ks.size))
-    for start in range(0, probs.shape[0], _BATCH):
-        out[start: start + _BATCH] = _vote_exact_batch(probs[start: start + _BATCH], ks)
+    batch = max(500, min(_BATCH, int(_BATCH * 25 / (ks.size * ks.max()))))  # bounded memory at large K
+    for start in range(0, probs.shape[0], batch):
+        out[start: start + batch] = _vote_exact_batch(probs[start: start + batch], ks)
     return out
 
 

@@ -13,7 +13,8 @@ accuracy and its standard error at every K, the curve's ``shape`` and ``k_star``
 * ``answer_dist`` -- our per-query answer-distribution law (Vote only).
 
 ``recommended`` is chosen from the data alone: each fit is refitted with one fitted K left
-out and scored by the absolute error at that K (leave-one-K-out over the fitted range);
+out and scored by the absolute error at that K (leave-one-K-out over the fitted range, at
+most ``MAX_FOLDS`` log-spaced Ks, the largest always among them);
 the lowest mean error wins, ties in the order above reversed (the richer model first).
 No number from beyond the fitted range enters the choice. ``fitted_shape`` is the shape of
 the recommended fit's curve on ``ks`` under the same rule as ``shape``.
@@ -47,6 +48,15 @@ from llmnet.scaling.shape import curve_shape, k_star_band, paired_bootstrap
 from llmnet.scaling.vote import bucket_pools, check_ks, difficulty, vote_accuracy_pools
 
 MIN_BUCKET = 10
+MAX_FOLDS = 8  # leave-one-K-out over at most this many fitted Ks, log-spaced, the largest always in
+
+
+def held_out_ks(fit_ks: np.ndarray) -> np.ndarray:
+    """The fitted Ks left out one at a time when scoring fits (all of them up to MAX_FOLDS)."""
+    if fit_ks.size <= MAX_FOLDS:
+        return fit_ks
+    idx = np.unique(np.round(np.geomspace(1, fit_ks.size, MAX_FOLDS)).astype(int) - 1)
+    return fit_ks[idx]
 FITS = ("bilevel", "per_query_law", "mixture", "answer_dist")
 _PREFERENCE = ("answer_dist", "mixture", "per_query_law", "bilevel")
 
@@ -225,7 +235,7 @@ def scaling_report(pools, ks, method: str = "vote", buckets: str = "easy_hard", 
             shared[name], shared_err[name] = None, str(exc)
         if select and shared[name] is not None and fit_ks.size > 1:
             folds[name] = {}
-            for k in fit_ks:
+            for k in held_out_ks(fit_ks):
                 if name == "per_query_law" and k not in law_ks:
                     folds[name][int(k)] = shared[name]
                     continue
@@ -277,7 +287,10 @@ def scaling_report(pools, ks, method: str = "vote", buckets: str = "easy_hard", 
 def _loko(model, fit, folds, rows, fit_ks, mean, se, group_fitters, level, seed) -> float:
     """Leave-one-K-out mean absolute error of ``model`` on the group's fitted range."""
     errs = []
+    held = set(held_out_ks(fit_ks).tolist())
     for i, k in enumerate(fit_ks):
+        if int(k) not in held:
+            continue
         try:
             if folds is not None:
                 part = folds.get(int(k))
