@@ -127,3 +127,15 @@ def test_cli_scale_pools(tmp_path):
     (tmp_path / "bad.jsonl").write_text(lines[0] + "\n{\"id\": 1, \"answer\": \"A\"}\n")
     bad = subprocess.run(cmd[:5] + [str(tmp_path / "bad.jsonl")] + cmd[6:], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "bad.jsonl:2: missing 'samples'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_scale_needs_no_k_default(tmp_path):
+    (tmp_path / "net.yaml").write_text(
+        "models: {sim: {backend: simulated, model: s}}\ntask: {prompt: \"Q: {question}\\nA:\"}\n"
+        "nodes:\n  gen: {kind: generator, model: sim, samples: \"${K}\"}\n  vote: {kind: vote, inputs: [gen]}\n"
+        "output: vote\n")
+    cmd = [sys.executable, "-m", "llmnet", "scale", str(tmp_path / "net.yaml"), "--data", "bilevel:n=30",
+           "--k", "1-9", "--pool", "9", "--out", str(tmp_path / "out"), "--no-cache"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "out" / "scaling.json").read_text())["pool_size"] == 9
