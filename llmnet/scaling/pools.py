@@ -4,7 +4,7 @@ One JSON object per line, one line per query::
 
     {"id": "q1", "answer": "B", "samples": ["B", "C", null, ...],
      "verdicts": [1, 0, ...],        # optional: the judge's 0/1 per sample (Filter-Vote)
-     "difficulty": 0.3}              # optional, kept for reference
+     "difficulty": 0.3}              # optional; checked, not used (d is computed from the samples)
 
 ``samples`` are extracted answers (``null`` = unparseable: an answer that is never right);
 answers are compared as strings after ``str()``. Every malformed line is reported as
