@@ -76,11 +76,21 @@ def bench_scaling(d: dict) -> str:
 
 def scaling_local(d: dict) -> str:
     rows = []
-    for method, m in d["methods"].items():
-        fits = ", ".join(f"{k} {v:.3f}" for k, v in m["mae"]["overall"].items() if k != "queries")
-        rows.append(f"{method}: K=1 {m['acc_k1']:.3f} -> K={d['pool']} {m['acc_kmax']:.3f}; MAE (fit K<={d['fit_max_k']}) "
-                    f"{fits}")
-    return f"{d['queries']} queries; " + "; ".join(rows)
+    for run, r in d["runs"].items():
+        g = r["groups"]["overall"]
+        rows.append(f"{run}: {g['shape']}, K=1 {g['acc_k1']:.3f} -> K={d['pool']} {g['acc_kmax']:.3f}, "
+                    f"K* {g['k_star']['value']}; MAE (fit K<={d['fit_max_k']}) "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in g["mae"].items()))
+    return f"{d['queries']} queries per task; " + "; ".join(rows)
+
+
+def scaling_real(d: dict) -> str:
+    b = d["budgets"]["fit_k5"]["groups"]
+    pub = d["authors_law_mae_fit_k5_published"]
+    return "fit on K<=5, MAE to K=250: " + "; ".join(
+        f"{name} ({g['shape']}, K* {g['k_star']['value']}): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in g["mae"].items())
+        + (f" (authors' code {pub[name]})" if name in pub else "") for name, g in b.items())
 
 
 def complexitynet_local(d: dict) -> str:
@@ -146,7 +156,9 @@ ROWS = [  # script, what it measures, output under experiments/out, headline
     ("bench_scaling.py", "exact vote estimator vs the authors' Monte Carlo (synthetic pools)", "bench_scaling.json",
      bench_scaling),
     ("scaling_theory.py", "bi-level theory, K*, fits (simulated pools)", "scaling_theory.json", None),
-    ("scaling_local.py", "real SmolLM2, Vote and Filter-Vote, fits on K <= 5", "scaling_local.json", scaling_local),
+    ("scaling_local.py", "real SmolLM2 and Gemma-3-270M, Vote on sums and on multiple choice, fits on K <= 5",
+     "scaling_local.json", scaling_local),
+    ("scaling_real.py", "real gpt-3.5 pools (last letters), every fit per group", "scaling_real.json", scaling_real),
     ("complexitynet_local.py", "ComplexityNet with real local tiers", "complexitynet_local/summary.json",
      complexitynet_local),
     ("smart_paper.py", "SMART in the paper's setting (simulated agreements)", "smart_paper.json", smart_paper),

@@ -122,7 +122,7 @@ def run_case(name: str, spec: dict, n: int, m: int, seed: int) -> dict:
         pred, lo, hi = fit.predict(K_TRUE)
         k_pred = int(K_TRUE[pick(pred)])
         mae = float(np.mean(np.abs(pred - true_curve)))
-        laws[law] = {"k_star_pred": k_pred, "k_star_fit": fit.k_star.to_dict(),
+        laws[law] = {"k_star_pred": k_pred, "k_star_fit": None if fit.k_star is None else fit.k_star.to_dict(),
                      "k_star_error": k_pred - k_true, "mae": mae,
                      "band_covers_truth": float(np.mean((lo <= true_curve) & (true_curve <= hi))),
                      "k_star_pass": abs(k_pred - k_true) <= 2, "mae_pass": mae <= 0.01,

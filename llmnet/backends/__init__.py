@@ -9,7 +9,8 @@ from llmnet.backends.base import Backend, Completion, Request, Sample
 _MODULES = {"simulated": ("llmnet.backends.simulated", "SimulatedBackend"),
             "local": ("llmnet.backends.local", "LocalBackend"),
             "openai": ("llmnet.backends.openai_compat", "OpenAIBackend"),
-            "vllm": ("llmnet.backends.vllm", "VllmBackend")}
+            "vllm": ("llmnet.backends.vllm", "VllmBackend"),
+            "replay": ("llmnet.backends.replay", "ReplayBackend")}
 
 
 def make_backend(name: str, spec) -> Backend:

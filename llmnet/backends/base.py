@@ -7,6 +7,8 @@ so a new backend is only the translation of one request into one call.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
@@ -83,6 +85,12 @@ class Backend(ABC):
         """What makes two samples interchangeable in the cache (never holds secrets)."""
         return f"{self.spec.backend}:{self.spec.model}"
 
+    def cache_identity(self, request: Request) -> str:
+        """The identity the sample cache keys ``request`` by: ``identity``, plus anything
+        else the backend reads that the request's prompt does not show (the simulated
+        backend reads the item's fields)."""
+        return self.identity
+
     @abstractmethod
     async def complete(self, request: Request) -> Completion:
         """Run one call; raise ``llmnet.errors.BackendError`` subclasses on failure."""
@@ -94,3 +102,14 @@ class Backend(ABC):
 def estimate_tokens(text: str) -> int:
     """A cheap prompt-token estimate (about 4 characters a token) for budgets before a call."""
     return max(1, len(text) // 4)
+
+
+_KEY_JSON = json.JSONEncoder(ensure_ascii=False)  # the same text as json.dumps(..., ensure_ascii=False), one encoder
+
+
+def request_key(identity: str, request: Request) -> str:
+    """Everything that changes a sample's distribution, but not n or the seed."""
+    payload = [identity, request.prompt, request.system, request.api, request.temperature, request.top_p,
+               request.max_tokens, list(request.stop), list(request.choices or ()), request.role,
+               request.candidate, request.n_candidates]
+    return hashlib.sha256(_KEY_JSON.encode(payload).encode()).hexdigest()

@@ -4,7 +4,8 @@ Per query it answers correctly with probability p: the item's explicit ``p_corre
 it has one, else ``skill`` adjusted by the item's ``difficulty`` (a logistic in
 ``logit(skill) - difficulty``). Otherwise it gives one of ``distractors`` wrong answers,
 the first distractor twice as likely as the others (so plurality votes can go wrong, as
-on real hard items). Every draw is a pure function of (seed, query id, role, sample seed),
+on real hard items); for a choice question the wrong answers are the other options. Its
+cache identity holds every item field it reads (``cache_identity``). Every draw is a pure function of (seed, query id, role, sample seed),
 so any sample can be reproduced alone and results never depend on scheduling.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import struct
 
@@ -50,6 +52,26 @@ class SimulatedBackend(Backend):
         s = self.spec
         return f"simulated:{s.model}:{s.skill}:{s.distractors}:{s.judge_accuracy}:{s.seed}"
 
+    def cache_identity(self, request: Request) -> str:
+        """Every item field the simulated model reads is part of its samples' identity, so two
+        datasets with the same question texts and different ``p_correct`` never share samples."""
+        q = request.query
+        if q is None:
+            return self.identity
+        return f"{self.identity}:" + json.dumps([q.id, q.answer, q.p_correct, q.difficulty, list(q.choices or ())])
+
+    def _wrong(self, request: Request, k: int) -> str:
+        """The k-th wrong answer: another option of a choice question, else a distractor."""
+        q = request.query
+        truth = q.answer if q is not None else None
+        if request.choices:
+            labels = [chr(ord("A") + i) for i in range(len(request.choices))]
+            pool = labels if truth is not None and str(truth).strip().upper() in labels else list(request.choices)
+            others = [c for c in pool if truth is None or str(c).strip().upper() != str(truth).strip().upper()]
+            if others:
+                return others[k % len(others)]
+        return distractor(truth, k)
+
     def _answer(self, request: Request, seed: int) -> str:
         q = request.query
         qid = q.id if q is not None else request.prompt
@@ -63,13 +85,16 @@ class SimulatedBackend(Backend):
         p = p_correct(self.spec.skill, q)
         if _uniform(self.spec.seed, qid, "gen", seed) < p:
             return f" {truth}" if truth is not None else " 0"
-        weights = [2.0] + [1.0] * (self.spec.distractors - 1)
+        n_wrong = self.spec.distractors
+        if request.choices:
+            n_wrong = min(n_wrong, max(len(request.choices) - 1, 1))
+        weights = [2.0] + [1.0] * (n_wrong - 1)
         u = _uniform(self.spec.seed, qid, "wrong", seed) * sum(weights)
         k = 0
         while u > weights[k]:
             u -= weights[k]
             k += 1
-        return f" {distractor(truth, k)}"
+        return f" {self._wrong(request, k)}"
 
     async def complete(self, request: Request) -> Completion:
         if self.spec.latency_s:

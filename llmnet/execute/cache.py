@@ -23,7 +23,6 @@ Every SQLite failure (a damaged file, a foreign table, a full disk) becomes one
 
 from __future__ import annotations
 
-import hashlib
 import fcntl
 import json
 import os
@@ -33,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from llmnet.backends.base import Request, Sample
+from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
 from llmnet.errors import CacheError
 
 SCHEMA = """
@@ -58,21 +57,10 @@ CREATE TABLE IF NOT EXISTS sample_meta (
 # sample_meta: what a server said about a sample beside its text (reasoning, system_fingerprint,
 # served model, prefix-cache hits), as JSON; only samples that carry some have a row.
 
-
-_KEY_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), without a new encoder a call
-
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
-
-
-def request_key(identity: str, request: Request) -> str:
-    """Everything that changes a sample's distribution, but not n or the seed."""
-    payload = [identity, request.prompt, request.system, request.api, request.temperature, request.top_p,
-               request.max_tokens, list(request.stop), list(request.choices or ()), request.role,
-               request.candidate, request.n_candidates]
-    return hashlib.sha256(_KEY_JSON.encode(payload).encode()).hexdigest()
 
 
 class SampleCache:

@@ -195,7 +195,7 @@ class Engine:
         usage.samples += n
         if self.cache is None:
             return await self._fetch_runs(limited, request, [(request.seed, n)], None, usage)
-        key = request_key(limited.backend.identity, request)
+        key = request_key(limited.backend.cache_identity(request), request)
         # queries with the same prompt wait for each other, so a sample is never paid twice
         lock, users = self._key_locks.get(key, (None, 0))
         if lock is None:

@@ -120,7 +120,17 @@ class VllmModel(_ModelBase):
         return v
 
 
-ModelSpec = Annotated[Union[LocalModel, SimulatedModel, OpenAIModel, VllmModel], Field(discriminator="backend")]
+class ReplayModel(_ModelBase):
+    """Recorded completions replayed at no cost (see backends.replay): a JSONL of
+    ``{"prompt", "completions"}`` or an llmnet cache file plus the recorded model's identity."""
+
+    backend: Literal["replay"]
+    source: str = Field(min_length=1, description="a .jsonl of prompt -> completions, or an llmnet cache (.sqlite)")
+    identity: str | None = Field(None, description="cache files: the recorded model's identity, e.g. local:smollm2-135m")
+
+
+ModelSpec = Annotated[Union[LocalModel, SimulatedModel, OpenAIModel, VllmModel, ReplayModel],
+                      Field(discriminator="backend")]
 
 
 # ----------------------------------------------------------------------------- task

@@ -100,22 +100,57 @@ def run_scaling(network: Network, queries: list[Query], ks: list[int], m: int, o
     """Pools of M samples, exact accuracy at every K, fits; writes scaling.json and scaling.png.
 
     ``ray``: draw the pools on Ray workers (see ``llmnet.execute.cluster``)."""
-    from llmnet.scaling.laws import scaling_report
-    from llmnet.scaling.plots import plot_scaling
-
     _, _, judge = pool_network(network, m)
     method = "filter_vote" if judge else "vote"
     pools, summary = draw_pools(network, queries, m, cache_path, progress, ray=ray)
     if len(pools) < 2:
         raise SpecError(f"only {len(pools)} queries ran without errors; scaling needs at least 2")
-    report = scaling_report(pools, ks, method=method, buckets=buckets, fit_max_k=fit_max_k, pool_size=m)
+    return analyse_pools(pools, ks, out_dir, method=method, fit_max_k=fit_max_k, buckets=buckets, pool_size=m,
+                         extra=dict(network=network.name, queries=len(pools), failed_queries=len(queries) - len(pools),
+                                    samples_used=summary["samples"], calls=summary["calls"],
+                                    cache_hits=summary["cache_hits"], cost_usd=summary["cost_usd"]))
+
+
+def analyse_pools(pools: list[Pool], ks: list[int], out_dir: Path, method: str | None = None,
+                  fit_max_k: int | None = None, buckets: str = "easy_hard", pool_size: int | None = None,
+                  extra: dict | None = None) -> dict[str, Any]:
+    """Exact curves, shapes, K*, fits of pools a user already has (``llmnet scale --pools``,
+    :func:`llmnet.scaling.pools.read_pools`): writes ``scaling.json`` and ``scaling.png``
+    in ``out_dir`` and returns the JSON. ``method`` defaults to Filter-Vote when every
+    pool has verdicts, else Vote."""
+    from llmnet.scaling.plots import plot_scaling
+    from llmnet.scaling.report import scaling_report
+
+    if len(pools) < 2:
+        raise SpecError(f"{len(pools)} pool(s): scaling needs at least 2 queries")
+    if method is None:
+        method = "filter_vote" if all(p.verdicts is not None for p in pools) else "vote"
+    if method == "filter_vote" and any(p.verdicts is None for p in pools):
+        raise SpecError("filter_vote needs 'verdicts' on every pool")
+    if fit_max_k is not None and fit_max_k < min(ks):
+        raise SpecError(f"--fit-max-k {fit_max_k} is below the smallest K ({min(ks)}): nothing to fit on")
+    report = scaling_report(pools, ks, method=method, buckets=buckets, fit_max_k=fit_max_k, pool_size=pool_size)
     data = report.to_dict()
-    data.update(network=network.name, method=method, queries=len(pools), failed_queries=len(queries) - len(pools),
-                pool_size=m, samples_used=summary["samples"], calls=summary["calls"], cache_hits=summary["cache_hits"], cost_usd=summary["cost_usd"])
+    data.update({"queries": len(pools), "pool_size": report.pool_size, **(extra or {})})
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scaling.json").write_text(json.dumps(data, indent=2, default=_plain) + "\n")
     plot_scaling(report, out_dir / "scaling.png")
     return data
+
+
+def summary_lines(data: dict) -> list[str]:
+    """One line per group of a ``scaling.json``: shape, K*, the recommended fit and every
+    fit's mean absolute error against the exact curve."""
+    ks = data["ks"]
+    lines = []
+    for name, g in data["groups"].items():
+        k = g["k_star"]
+        lines.append(f"{name}: {g['n_queries']} queries, {g['shape']}, acc {g['acc'][0]:.4f} (K={ks[0]}) -> "
+                     f"{g['acc'][-1]:.4f} (K={ks[-1]}); K* {k['value']} [{k['lo']}, {k['hi']}], argmax {k['argmax']}; "
+                     f"recommended {g['recommended']} ({g['fitted_shape']})")
+        lines.append("    MAE vs exact over all K: " + ", ".join(
+            f"{f} {v['mae_all']:.4f}" for f, v in g["fits"].items()))
+    return lines
 
 
 def _plain(value: Any) -> Any:

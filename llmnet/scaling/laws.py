@@ -16,8 +16,8 @@ returned as a frozen :class:`ScalingFit` with ``params``, ``stderr``, ``conf_int
    ``w >= 0``, ``sum w = 1``, fitted by non-negative least squares; two atoms give the
    bi-level model back. Uncertainty by parametric bootstrap.
 
-:func:`scaling_report` ties them to sample pools: exact per-query accuracies, difficulty
-buckets (:func:`bucket_pools`), fits per bucket and an observed K*.
+:mod:`llmnet.scaling.report` ties them to sample pools; :mod:`llmnet.scaling.answer_law`
+adds our per-query answer-distribution law.
 """
 
 from __future__ import annotations
@@ -30,15 +30,14 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from llmnet.scaling.vote import (
-    bucket_pools,
     check_ks,
-    difficulty,
     vote_accuracy_mc,
     vote_accuracy_pools,
     vote_counts,
 )
 
 K_RANGE = (1, 1000)
+_HALF_TOL = 1e-6  # |p - 1/2| below this (or its band) is p = 1/2
 SHAPES = ("inverse-U", "U", "increasing", "decreasing")
 PER_QUERY_KS = (2, 5, 10, 20, 50, 100)
 
@@ -211,6 +210,9 @@ class ScalingFit(ABC):
                 lo, hi = ci[name]
                 lines.append(f"  {name:>10} = {value:.4f}  (se {self.stderr[name]:.4f}, "
                              f"{self.level:.0%} CI [{lo:.4f}, {hi:.4f}])")
+        if ks is None:
+            lines.append("  K*: none (the fitted curve is monotone)")
+            return "\n".join(lines)
         lines.append(f"  K* ({ks.kind} over K in {list(ks.k_range)}) = {ks.value}, "
                      f"{ks.level:.0%} interval " + (f"[{ks.lo}, {ks.hi}]" if ks.lo is not None
                                                     else "n/a")
@@ -228,7 +230,8 @@ class ScalingFit(ABC):
                 "stderr": {k: plain(v) for k, v in self.stderr.items()},
                 "conf_int": {k: [plain(a), plain(b)] for k, (a, b) in
                              self.conf_int(self.level).items()},
-                "level": self.level, "k_star": self.k_star.to_dict(), **self._extra_dict()}
+                "level": self.level, "k_star": None if self.k_star is None else self.k_star.to_dict(),
+                **self._extra_dict()}
 
     def _extra_dict(self) -> dict:
         return {}
@@ -267,7 +270,7 @@ class BilevelFit(ScalingFit):
     sigma: np.ndarray
     rss: float
     level: float
-    k_star: KStar
+    k_star: KStar | None  # None when the fitted curve is monotone (p1 or p2 at 1/2)
     theory: BilevelOptimum
     model: str = "bilevel"
 
@@ -282,16 +285,31 @@ class BilevelFit(ScalingFit):
 
     def predict(self, ks, level: float | None = None):
         kk = check_ks(ks)
+        mean = bilevel_curve(*self._theta(), kk)
+        _z(self.level if level is None else level)  # a bad level is an error even without a band
+        if not self.band_estimable:
+            return mean, np.full(kk.size, np.nan), np.full(kk.size, np.nan)
         jac = _bilevel_jac(self._theta(), kk)
         sd = np.sqrt(np.einsum("ki,ij,kj->k", jac, self.cov, jac))
-        return self._band(bilevel_curve(*self._theta(), kk), sd, level)
+        return self._band(mean, sd, level)
+
+    @property
+    def band_estimable(self) -> bool:
+        """False when the covariance is not identified (NaN), a parameter sits on its bound
+        (the normal approximation needs an interior optimum) or a standard error exceeds
+        1/2 (the band would only say "somewhere in [0, 1]"): the band is then NaN, written
+        as null and not drawn."""
+        se = np.array(list(self.stderr.values()))
+        at_bound = any(min(abs(v - a), abs(v - b)) <= _HALF_TOL for v, (a, b) in
+                       ((self.params[k], self._bounds[k]) for k in self._bounds))
+        return bool(np.all(np.isfinite(self.cov)) and np.all(se <= 0.5) and not at_bound)
 
     def _describe(self) -> str:
         return f"{self.theory.shape}, {self.ks.size} points, rss {self.rss:.3g}"
 
     def _extra_dict(self) -> dict:
-        return {"shape": self.shape, "theory": dict(self.theory.__dict__, k_exact=(
-            None if math.isinf(self.theory.k_exact) else self.theory.k_exact)),
+        return {"shape": self.shape, "theory": {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                           for k, v in self.theory.__dict__.items()},
                 "rss": self.rss, "n_points": int(self.ks.size)}
 
 
@@ -343,6 +361,14 @@ def fit_bilevel(ks, acc, stderr=None, *, level: float = 0.95, k_range=K_RANGE,
     names = ("alpha", "p1", "p2")
     params = {n: float(v) for n, v in zip(names, theta)}
     stderr_d = {n: float(np.sqrt(cov[i, i])) for i, n in enumerate(names)}
+    z = _z(level)
+    at_half = [abs(theta[i] - 0.5) <= max(_HALF_TOL, z * stderr_d[n] if math.isfinite(stderr_d[n]) else 0.0)
+               for i, n in ((1, "p1"), (2, "p2"))]
+    if any(at_half):
+        # p1 or p2 indistinguishable from 1/2: I_K(1/2) = 1/2 for every K, so the curve is
+        # monotone (rising with p2 = 1/2, falling with p1 = 1/2) and has no interior optimum.
+        theory = BilevelOptimum("monotone", "argmax", math.nan, None, None, math.nan)
+        return BilevelFit(params, stderr_d, cov, kk, y, se, rss, level, None, theory)  # type: ignore[arg-type]
     theory = bilevel_k_star(*theta)
     grid = _k_grid(k_range)
     kind = theory.kind
@@ -597,143 +623,6 @@ def fit_mixture(ks, acc, stderr=None, *, grid=None, level: float = 0.95, k_range
     k_star = _k_star_from_curves(kgrid, curve, boot @ full.T, _curve_kind(curve), level,
                                  "parametric bootstrap")
     return MixtureFit(params, stderr_d, p, weights, boot, kk, y, rss, level, k_star)
-
-
-@dataclass(frozen=True)
-class BucketResult:
-    """One group of queries in a :class:`ScalingReport`."""
-
-    name: str
-    n_queries: int
-    n_generations: int
-    d_range: tuple[float, float]
-    acc: np.ndarray          # mean exact accuracy per K (over queries)
-    se: np.ndarray           # its standard error across queries
-    fits: dict               # model name -> ScalingFit (or None when it could not be fitted)
-    fit_errors: dict         # model name -> message
-    observed_k_star: KStar | None
-
-    def to_dict(self, ks) -> dict:
-        fits = {}
-        for name, fit in self.fits.items():
-            if fit is not None:
-                mean, lo, hi = fit.predict(ks)
-                fits[name] = {**fit.to_dict(), "predicted": {
-                    "mean": mean.tolist(), "lo": lo.tolist(), "hi": hi.tolist()}}
-        return {"name": self.name, "n_queries": self.n_queries,
-                "n_generations": self.n_generations, "d_range": list(self.d_range),
-                "acc": self.acc.tolist(), "se": self.se.tolist(), "fits": fits,
-                "fit_errors": dict(self.fit_errors), "observed_k_star": None
-                if self.observed_k_star is None else self.observed_k_star.to_dict()}
-
-
-@dataclass(frozen=True)
-class ScalingReport:
-    """Accuracy against K, overall and per difficulty bucket, with fits and K*.
-
-    Accuracies are exact (:func:`llmnet.stats.vote.vote_accuracy_pools`) and standard
-    errors are across queries. Fits use only ``K <= fit_max_k`` when it is given. The
-    observed K* is taken over ``K <= pool_size`` only: beyond the pool size a K-draw
-    resamples the same generations many times over, so the curve increasingly reflects the
-    pool's own sampling noise (near-ties resolved by chance) rather than the model's
-    behaviour; with fewer than three such K it is not reported.
-    """
-
-    method: str
-    ks: tuple[int, ...]
-    fit_max_k: int | None
-    pool_size: int
-    level: float
-    scheme: str
-    groups: dict             # "overall" and the buckets -> BucketResult
-    n_queries: int
-    n_generations: int
-    n_judge_calls: int
-
-    def to_dict(self) -> dict:
-        return {"method": self.method, "ks": list(self.ks), "fit_max_k": self.fit_max_k,
-                "pool_size": self.pool_size, "level": self.level, "buckets": self.scheme,
-                "n_queries": self.n_queries, "n_generations": self.n_generations,
-                "n_judge_calls": self.n_judge_calls, "observed_k_star_rule":
-                "argmax (argmin for a U-shaped curve) over K <= pool_size",
-                "groups": {k: g.to_dict(self.ks) for k, g in self.groups.items()}}
-
-    def summary(self) -> str:
-        lines = [f"scaling report: {self.method}, {self.n_queries} queries, "
-                 f"{self.n_generations} generations, K in [{self.ks[0]}, {self.ks[-1]}]"]
-        for g in self.groups.values():
-            obs = g.observed_k_star
-            lines.append(f"[{g.name}] {g.n_queries} queries, observed K* = "
-                         + ("n/a" if obs is None else f"{obs.value} [{obs.lo}, {obs.hi}]"))
-            lines += ["  " + line for fit in g.fits.values() if fit is not None
-                      for line in fit.summary().splitlines()]
-        return "\n".join(lines)
-
-
-def scaling_report(pools, ks, method: str = "vote", buckets: str = "easy_hard",
-                   fit_max_k: int | None = None, pool_size: int | None = None, *,
-                   n_quantiles: int = 3, level: float = 0.95, k_range=K_RANGE,
-                   per_query_targets: str = "exact", seed: int = 0) -> ScalingReport:
-    """Build a :class:`ScalingReport` from sample pools. ``pool_size`` defaults to the
-    smallest pool. Per-query laws are fitted once per query and shared by the groups, on
-    exact targets by default (``per_query_targets="mc"`` for the authors' 100 trials).
-    Every law is fitted against K in calls, as the authors fit and plot Filter-Vote too (for
-    Filter-Vote the ``I_K`` steps of the bi-level and mixture models are then only an
-    approximation; fitting them against votes ``K // 2`` fitted worse in our checks). Fits
-    that cannot be made are ``None`` with a message."""
-    pools = list(pools)
-    if not pools:
-        raise ValueError("scaling_report needs at least one pool")
-    kk = np.unique(check_ks(ks))
-    acc = vote_accuracy_pools(pools, kk, method)
-    size = int(min(len(p.answers) for p in pools)) if pool_size is None else int(pool_size)
-    index = {id(p): i for i, p in enumerate(pools)}
-    groups = {"overall": pools, **bucket_pools(pools, buckets, n_quantiles, method)}
-    fit_ks = kk if fit_max_k is None else kk[kk <= fit_max_k]
-    try:
-        law, law_error = fit_per_query_law(pools, targets=per_query_targets, rng=seed,
-                                           fit_max_k=fit_max_k, method=method, level=level,
-                                           k_range=k_range, seed=seed), None
-    except ValueError as exc:
-        law, law_error = None, str(exc)
-    d_all = np.array([difficulty(p, method=method, draws=0).d for p in pools])
-    results = {}
-    for name, members in groups.items():
-        rows = np.array([index[id(p)] for p in members], dtype=int)
-        sub = acc[rows]
-        mean = sub.mean(axis=0)
-        se = sub.std(axis=0, ddof=1) / np.sqrt(rows.size) if rows.size > 1 else 0 * mean
-        fits, errors = {}, {}
-        for model in ("bilevel", "per_query_law", "mixture"):
-            try:
-                if model == "per_query_law":
-                    if law is None:
-                        raise ValueError(law_error)
-                    fits[model] = law.subset(rows, k_range, seed=seed)
-                else:
-                    fitter = fit_bilevel if model == "bilevel" else fit_mixture
-                    fits[model] = fitter(fit_ks, mean[: fit_ks.size], se[: fit_ks.size],
-                                         level=level, k_range=k_range, seed=seed)
-            except (ValueError, np.linalg.LinAlgError) as exc:
-                fits[model], errors[model] = None, str(exc)
-        results[name] = BucketResult(
-            name, int(rows.size), int(sum(len(p.answers) for p in members)),
-            (float(d_all[rows].min()), float(d_all[rows].max())), mean, se, fits, errors,
-            _observed_k_star(kk, sub, size, level, seed))
-    n_gen = int(sum(len(p.answers) for p in pools))
-    return ScalingReport(method, tuple(int(k) for k in kk), fit_max_k, size, level, buckets,
-                         results, len(pools), n_gen, n_gen if method == "filter_vote" else 0)
-
-
-def _observed_k_star(ks, acc, pool_size, level, seed, n_boot: int = 500) -> KStar | None:
-    """Observed K* over ``K <= pool_size`` with a bootstrap-over-queries interval."""
-    inside = ks <= pool_size
-    if inside.sum() < 3 or acc.shape[0] == 0:
-        return None
-    kk, sub = ks[inside], acc[:, inside]
-    mean = sub.mean(axis=0)
-    return _k_star_from_curves(kk, mean, _bootstrap_means(sub, n_boot, seed), _curve_kind(mean),
-                               level, "bootstrap over queries")
 
 
 def _bootstrap_means(curves: np.ndarray, n_boot: int, seed: int) -> np.ndarray:

@@ -11,17 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from llmnet.scaling.laws import ScalingReport  # noqa: E402
+from llmnet.scaling.report import ScalingReport  # noqa: E402
 
 _STYLE = {"bilevel": ("tab:blue", "bi-level (Chen et al.)"),
           "per_query_law": ("tab:green", "per-query law (authors' code)"),
-          "mixture": ("tab:red", "multi-level mixture (ours)")}
+          "mixture": ("tab:red", "multi-level mixture (ours)"),
+          "answer_dist": ("tab:purple", "answer-distribution law (ours)")}
 
 
 def plot_scaling(report: ScalingReport, path) -> Path:
     """Accuracy against K on a log axis: one panel per group (overall first), exact
-    accuracies with ``level`` error bars, every fitted curve with its band, the fitted K*
-    (dashed, per model) and the observed K* (dotted, black). Writes ``path`` (PNG/PDF/SVG
+    accuracies with ``level`` error bars, every fitted curve with its band (omitted where it
+    cannot be estimated), the recommended fit drawn thicker, and K* (dotted, black). Writes ``path`` (PNG/PDF/SVG
     by suffix) and returns it."""
     path = Path(path)
     groups = list(report.groups.values())
@@ -43,15 +44,13 @@ def plot_scaling(report: ScalingReport, path) -> Path:
                 continue
             color, label = _STYLE.get(name, ("tab:gray", name))
             mean, lo, hi = fit.predict(dense)
-            ax.plot(dense, mean, color=color, lw=1.6, label=label)
-            ax.fill_between(dense, lo, hi, color=color, alpha=0.15, lw=0)
-            k_star = fit.k_star
-            if ks[0] <= k_star.value <= ks[-1] and not k_star.at_boundary:
-                ax.axvline(k_star.value, color=color, ls="--", lw=1.0)
-        obs = group.observed_k_star
-        if obs is not None and not obs.at_boundary:
-            ax.axvline(obs.value, color="black", ls=":", lw=1.2,
-                       label=f"observed K* = {obs.value} ({obs.kind})")
+            star = " (recommended)" if name == group.recommended else ""
+            ax.plot(dense, mean, color=color, lw=2.2 if star else 1.2, label=label + star)
+            if np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):  # un-estimable bands are omitted
+                ax.fill_between(dense, lo, hi, color=color, alpha=0.15, lw=0)
+        ks_ = group.k_star
+        ax.axvline(ks_.value, color="black", ls=":", lw=1.2,
+                   label=f"K* = {ks_.value} [{ks_.lo}, {ks_.hi}] (argmax {ks_.argmax})")
         if report.fit_max_k is not None:
             ax.axvspan(ks[0], report.fit_max_k, color="0.95", zorder=0,
                        label=f"fitted on K <= {report.fit_max_k}")
@@ -60,7 +59,7 @@ def plot_scaling(report: ScalingReport, path) -> Path:
         ax.set_xlabel("number of LLM calls K")
         ax.set_ylabel(f"{report.method} accuracy")
         lo_d, hi_d = group.d_range
-        ax.set_title(f"{group.name}: {group.n_queries} queries, d in [{lo_d:.2f}, {hi_d:.2f}]",
+        ax.set_title(f"{group.name}: {group.n_queries} queries, {group.shape}, d in [{lo_d:.2f}, {hi_d:.2f}]",
                      fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")

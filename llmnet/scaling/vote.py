@@ -420,6 +420,14 @@ def _filter_vote_batch(counts: list[np.ndarray], ks: np.ndarray) -> np.ndarray:
     rejected answer distributions::
 
         FV(g) = sum_{m=1}^{g} Bin(m; g, pi) V_T(m) + (1 - pi)^g V_F(g).
+
+    Faithfulness: the authors' released Filter-Vote code breaks ties alphabetically and,
+    when the judge rejects every answer, returns the alphabetically first one (and fails
+    at K = 1). llmnet follows the paper's text instead: ties are broken uniformly at random
+    and an all-rejected draw falls back to the plurality over all ``g`` generations; K = 1
+    is one unjudged generation. Both choices are visible here and in
+    :func:`vote_accuracy_mc`, so a user comparing with the authors' numbers knows where
+    the two can differ (only on draws with tied or all-rejected answers).
     """
     kept = _pad([c[0] for c in counts])
     dropped = _pad([c[1] for c in counts])
@@ -537,7 +545,9 @@ def vote_accuracy_mc(pool, ks, trials: int = 1000, rng=None, method: str = "vote
     For each K and each of ``trials`` trials, resample K generations (Filter-Vote: K // 2
     generations with their verdicts; K = 1: one unjudged generation) from the pool with
     replacement and record whether the plurality answer is correct. Ties are broken by a
-    uniform draw (the authors' ``Counter`` kept the first answer seen, a small bias).
+    uniform draw (the authors' ``Counter`` kept the first answer seen, a small bias; their
+    Filter-Vote breaks ties alphabetically and returns the alphabetically first answer when
+    every one is rejected -- llmnet keeps all answers then, as the paper's text says).
     Vectorised with numpy; the faithful baseline of :func:`vote_accuracy`.
     """
     method = _check_method(method)

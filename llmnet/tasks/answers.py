@@ -61,7 +61,7 @@ def extract(spec: AnswerSpec, text: str, choices: tuple[str, ...] | None = None)
         labels = spec.choices or [chr(ord("A") + i) for i in range(len(choices) if choices else 4)]
         if said and said.group(1).strip("().").upper() in labels:
             return said.group(1).strip("().").upper()
-        found = re.findall(r"\(?\b([A-Z])\b\)?", text.upper())
+        found = re.findall(r"(?<![A-Z0-9~_\-])\(?([A-Z])\)?(?=$|[\s.,:;!?)])", text.upper())
         return _pick([f for f in found if f in labels], spec.position)
     if spec.kind == "regex":
         matches = [m.group(1) if m.groups() else m.group(0) for m in re.finditer(spec.pattern, text)]

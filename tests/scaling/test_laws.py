@@ -13,14 +13,13 @@ from llmnet.scaling.laws import (
     bilevel_curve,
     bilevel_k_star,
     binary_vote,
-    bucket_pools,
     fit_bilevel,
     fit_mixture,
     fit_per_query_law,
-    scaling_report,
 )
 from llmnet.scaling.plots import plot_scaling
-from llmnet.scaling.vote import Pool, vote_accuracy
+from llmnet.scaling.report import scaling_report
+from llmnet.scaling.vote import Pool, bucket_pools, vote_accuracy
 
 
 def binary_pool(i: int, right: int, m: int) -> Pool:
@@ -188,12 +187,16 @@ def test_report_is_json_and_plots(tmp_path):
     assert data["n_queries"] == 80 and data["n_generations"] == 80 * 60
     assert set(data["groups"]) >= {"overall", "easy", "hard"}
     overall = report.groups["overall"]
-    assert overall.observed_k_star.k_range == (1, 60)  # only K <= pool size
-    assert set(overall.fits) == {"bilevel", "per_query_law", "mixture"}
-    assert all(f.k_star.kind == "argmax" for f in overall.fits.values())
+    assert overall.k_star.lo <= overall.k_star.value <= overall.k_star.hi
+    assert set(overall.fits) == {"bilevel", "per_query_law", "mixture", "answer_dist"}
+    assert overall.recommended in overall.fits and overall.shape in ("inverse-U", "flat")  # 80 queries: a weak peak
+    for g in data["groups"].values():
+        assert {"n_queries", "acc", "se", "shape", "k_star", "recommended", "fits"} <= set(g)
+        for f in g["fits"].values():
+            assert {"predicted", "mae_fitted_range", "params", "stderr"} <= set(f)
     np.testing.assert_allclose(overall.acc[:3], np.mean([vote_accuracy(p, [1, 2, 3])
                                                          for p in pools], axis=0))
-    assert "observed K*" in report.summary()
+    assert "recommended fit" in report.summary()
     path = plot_scaling(report, tmp_path / "scaling.png")
     assert path.stat().st_size > 10_000
 
