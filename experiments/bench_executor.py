@@ -275,8 +275,9 @@ def raw_sqlite(path, items):
     t0 = time.perf_counter()
     for key, rows in items:
         db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?)",
-                       [(key, seed, s.text, s.prompt_tokens, s.completion_tokens) for seed, s in rows])
+        db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # who paid: as llmnet writes
+                       [(key, seed, s.text, s.prompt_tokens, s.completion_tokens, key[:24], int(seed == 0),
+                         int(seed == 0)) for seed, s in rows])
         db.execute("COMMIT")
     write = len(items) * K / (time.perf_counter() - t0)
     t0 = time.perf_counter()

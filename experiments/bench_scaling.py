@@ -5,11 +5,11 @@
 The same seeded pools (1,000 synthetic queries, M = 200 cached generations each) are
 evaluated at every K = 1..200 in two ways:
 
-* exact: :func:`llmnet.stats.vote.vote_accuracy_pools` on all pools (median of ``--reps``
+* exact: :func:`llmnet.scaling.vote.vote_accuracy_pools` on all pools (median of ``--reps``
   runs);
 * Monte Carlo, the authors' method (Chen et al.'s analysis code): resample K generations
   from the pool 1,000 times per K and take the plurality, vectorised with numpy
-  (:func:`llmnet.stats.vote.vote_accuracy_mc`). Its cost is linear in the number of
+  (:func:`llmnet.scaling.vote.vote_accuracy_mc`). Its cost is linear in the number of
   queries and does not depend on the answer distribution, so it is timed on a random
   subset of ``--mc-queries`` pools and scaled to the full set (said in the JSON).
 

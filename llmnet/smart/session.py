@@ -14,7 +14,7 @@ Early termination (paper, "optimizing profiling overheads"), from ``n >= 100`` a
 check: with ``R = N - n`` items left, ``U`` the unknown candidates still profiled (by
 price), ``c_m`` per-item costs, ``c_sat`` that of the cheapest satisfied model and
 ``P_m(k)`` the probability that ``m`` becomes satisfied within ``k`` more items
-(``llmnet.stats.bounds.reach_probability``),
+(``llmnet.smart.bounds.reach_probability``),
 
     E[C](k) = k (c_ref + sum_{m in U} c_m)
               + sum_i [prod_{j<i} (1 - P_j)] P_i (R - k) c_i
@@ -32,7 +32,7 @@ at least ``gamma``. Neither is a valid guarantee: repeated looks at a fixed-n in
 accept a too-weak model far more often than ``1 - gamma``, the levels are picked after
 seeing the data, and the product rule assumes independent events.
 
-``bound="anytime"`` runs the same algorithm on ``llmnet.stats.bounds.BettingMixture``
+``bound="anytime"`` runs the same algorithm on ``llmnet.smart.bounds.BettingMixture``
 confidence sequences, with the error ``1 - gamma`` split over the ``K`` candidates cheaper
 than the reference: each candidate's lower and upper sequences err (at any time, ever)
 with probability at most ``(1 - gamma)/K``. The guarantee needs only the lower sides: with

@@ -6,7 +6,7 @@ back to the first (or last) match, which is what few-shot completion prompts pro
 A ``code`` answer is read by running the program: the program in each completion runs
 in the sandbox against the query's tests, and its answer is its behaviour class
 (``behaviour_class``), so a vote groups programs by what they do, not by their text
-(Chen et al.'s Vote over ``llmnet.code_tasks.behaviour_signature``). A program that did
+(Chen et al.'s Vote over ``llmnet.tasks.code.behaviour_signature``). A program that did
 not run to the end (crash, timeout, memory, blocked) has no behaviour, hence no answer:
 it does not vote. The query is correct iff the chosen class passed every test.
 """

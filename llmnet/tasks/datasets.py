@@ -219,7 +219,7 @@ def load_dataset_counted(spec: str, limit: int | None = None, seed: int | None =
 
 
 def _mbpp(path: str, limit: int | None, skip_bad: bool) -> tuple[list[Query], int]:
-    """``mbpp:PATH``: MBPP-format JSONL through ``llmnet.code_tasks.load_mbpp_jsonl``."""
+    """``mbpp:PATH``: MBPP-format JSONL through ``llmnet.tasks.code.load_mbpp_jsonl``."""
 
     if not path:
         raise DatasetError("dataset 'mbpp' needs a file: mbpp:PATH (JSONL with text, code, test_list)")
