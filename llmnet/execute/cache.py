@@ -147,18 +147,7 @@ class SampleCache:
         """Store samples; the first carries the call's ``calls`` and ``attempts``."""
         rows = [(key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by,
                  calls if i == 0 else 0, attempts if i == 0 else 0) for i, (seed, s) in enumerate(items)]
-        with self._lock, self._guard():
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                meta = [(key, seed, json.dumps(m)) for seed, s in items if (m := s.meta())]
-                if meta:
-                    self._db.executemany("INSERT OR IGNORE INTO sample_meta VALUES (?, ?, ?)", meta)
-                    self._has_meta = True
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        self.put_rows(rows, [(key, seed, json.dumps(m)) for seed, s in items if (m := s.meta())])
 
     def claim(self, key: str) -> bool:
         """Claim ``key`` for this process (True), or False while another process holds it.
