@@ -39,8 +39,8 @@ from llmnet.scaling.laws import (  # noqa: E402
     binary_vote,
     fit_bilevel,
     fit_mixture,
-    fit_per_query_law,
 )
+from llmnet.scaling.query_law import fit_per_query_law  # noqa: E402
 from llmnet.scaling.vote import Pool, vote_accuracy_pools  # noqa: E402
 from llmnet.tasks.query import Query  # noqa: E402
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from llmnet.scaling.laws import K_RANGE, KStar, ScalingFit, _bootstrap_means, _curve_kind, _k_grid, _k_star_from_curves
-from llmnet.scaling.vote import _vote_exact_batch, check_ks, vote_accuracy_pools
+from llmnet.scaling.vote import check_ks, vote_accuracy_pools
+from llmnet.scaling.vote_exact import vote_exact_batch
 
 N_TAIL = 7
 _F1_GRID = np.linspace(0.05, 1.0, 20)
@@ -61,7 +62,7 @@ def _curves(theta: np.ndarray, ks: np.ndarray) -> np.ndarray:
     out = np.empty((probs.shape[0], ks.size))
     batch = max(500, min(_BATCH, int(_BATCH * 25 / (ks.size * ks.max()))))  # bounded memory at large K
     for start in range(0, probs.shape[0], batch):
-        out[start: start + batch] = _vote_exact_batch(probs[start: start + batch], ks)
+        out[start: start + batch] = vote_exact_batch(probs[start: start + batch], ks)
     return out
 
 

@@ -35,15 +35,14 @@ import numpy as np
 from llmnet.scaling.answer_law import fit_answer_distribution
 from llmnet.scaling.laws import (
     K_RANGE,
-    PER_QUERY_KS,
     BilevelFit,
     MixtureFit,
     bilevel_curve,
     binary_vote,
     fit_bilevel,
     fit_mixture,
-    fit_per_query_law,
 )
+from llmnet.scaling.query_law import PER_QUERY_KS, fit_per_query_law
 from llmnet.scaling.shape import curve_shape, k_star_band, paired_bootstrap
 from llmnet.scaling.vote import bucket_pools, check_ks, difficulty, vote_accuracy_pools
 

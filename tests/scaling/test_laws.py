@@ -15,8 +15,8 @@ from llmnet.scaling.laws import (
     binary_vote,
     fit_bilevel,
     fit_mixture,
-    fit_per_query_law,
 )
+from llmnet.scaling.query_law import fit_per_query_law
 from llmnet.scaling.plots import plot_scaling
 from llmnet.scaling.report import scaling_report
 from llmnet.scaling.vote import Pool, bucket_pools, vote_accuracy
