@@ -47,8 +47,23 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                yield lineno, json.loads(text)
+                value = json.loads(text)
+                if "\\u" in text and _has_lone_surrogate(value):
+                    yield lineno, DatasetError(f"{where}: a string holds a lone surrogate escape (e.g. \\ud800): "
+                                               "not valid Unicode text")
+                    continue
+                yield lineno, value
             except json.JSONDecodeError as exc:
                 yield lineno, DatasetError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})")
             except (ValueError, RecursionError) as exc:
                 yield lineno, DatasetError(f"{where}: unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True if a ``\\uD800``-style escape decoded to a lone surrogate anywhere in ``value``
+    (JSON allows it; UTF-8 cannot store it, so the cache and results files would fail later)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

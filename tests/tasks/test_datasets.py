@@ -48,3 +48,14 @@ def test_jsonl_fields_choices_and_duplicates(tmp_path):
         load_dataset(str(path))
     (q,), bad = load_dataset_counted(str(path), skip_bad=True)
     assert q.choices == ("x", "y") and q.difficulty == 2.0 and q.get("topic") == "t" and bad == 1
+
+
+def test_jsonl_lone_surrogate_escape_is_a_bad_line(tmp_path):
+    # JSON allows "\ud800"; UTF-8 cannot store it, so it used to fail later, in the cache.
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": "\\ud800", "question": "a", "answer": "1"}\n'
+                    '{"id": "ok\\u00e9\\ud83d\\ude00", "question": "b", "answer": "2"}\n')
+    with pytest.raises(DatasetError, match=r"d.jsonl:1: a string holds a lone surrogate"):
+        load_dataset(str(path))
+    qs, bad = load_dataset_counted(str(path), skip_bad=True)
+    assert [q.id for q in qs] == ["ok\u00e9\U0001f600"] and bad == 1
