@@ -25,6 +25,11 @@ What is measured, per latency, medians over ``--reps`` repetitions run alternate
   own work plus HTTP); the load generator. ``server_http_cpu_ms`` = server - direct is the
   HTTP layer's own CPU per request, and ``cpu_bound_overhead`` = 1 - direct/server the share
   of a CPU-bound server's throughput it costs, with no load generator charged to it.
+* Where the HTTP layer's CPU goes: ``cpu_ms.uvicorn_floor`` (a third arm of each rep), the
+  server CPU per request of uvicorn serving an app that only waits as long as the model call,
+  parses the body and answers its id (``FLOOR_APP``): what any uvicorn JSON server pays for
+  HTTP, sockets and the event loop at that pace; and, once per run, ``app_own_cpu_ms``, the
+  ASGI app's own work with the network taken out (in process, no sockets).
 
 Simulated: a check of llmnet's machinery, not a result about any model. No cache on either
 side (every request pays its calls).
@@ -47,7 +52,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx2
 import psutil
 
 try:
@@ -173,6 +177,31 @@ async def served_rps(port: int, items: list[dict], clients: int) -> float:
             conn.transport.close()
 
 
+FLOOR_APP = """
+import asyncio, sys, orjson, uvicorn
+
+LATENCY = float(sys.argv[2])
+
+
+async def app(scope, receive, send):  # the least a JSON server does: read the body, parse it, answer with its id
+    if scope["type"] != "http":
+        return
+    message = await receive()
+    if LATENCY:
+        await asyncio.sleep(LATENCY)  # as long as the network's one model call, so requests arrive at its pace
+    body = orjson.dumps({"llmnet": {"id": orjson.loads(message["body"])["id"]}})
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, proxy_headers=False,
+            server_header=False, lifespan="off")
+"""
+"""uvicorn (same loop and HTTP parser as ``llmnet serve``) with an app that does no work but wait
+as long as the network's model call: the CPU per request of any uvicorn JSON server at that
+pace, the floor under the HTTP layer's cost."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -180,24 +209,31 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, file: Path):
+    """``llmnet serve FILE`` (or, with ``floor_latency``, the do-nothing app) in its own process on loopback."""
+
+    def __init__(self, file: Path | None, floor_latency: float | None = None):
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmnet", "serve", str(file), "--port", str(self.port),
-                                      "--no-cache", "--concurrency", "100000"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True,
+        floor = floor_latency is not None
+        command = ([sys.executable, "-c", FLOOR_APP, str(self.port), str(floor_latency)] if floor else
+                   [sys.executable, "-m", "llmnet", "serve", str(file), "--port", str(self.port), "--no-cache",
+                    "--concurrency", "100000"])
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                                      env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.url = f"http://127.0.0.1:{self.port}/v1"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llmnet serve exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"the server exited: {self.proc.stderr.read().decode()[-2000:]}")
             try:
-                if httpx2.get(self.url + "/models", timeout=1).status_code == 200:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
-            except httpx2.HTTPError:
+            except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("llmnet serve did not start")
+        raise RuntimeError("the server did not start")
+
+    def cpu_s(self) -> float:
+        t = psutil.Process(self.proc.pid).cpu_times()
+        return t.user + t.system
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -216,36 +252,67 @@ def measure(latency: float, n: int, clients: int, reps: int, tmp: Path) -> dict:
     text = NETWORK.format(latency=latency)
     file = tmp / f"bench_serve_{latency}.yaml"
     file.write_text(text)
-    server = Server(file)
-    proc = psutil.Process(server.proc.pid)
-
-    def server_cpu() -> float:
-        t = proc.cpu_times()
-        return t.user + t.system
-
-    runs: dict[str, list[float]] = {k: [] for k in ("direct_rps", "served_rps", "direct_cpu_ms", "server_cpu_ms",
-                                                     "client_cpu_ms")}
+    server, floor = Server(file), Server(None, floor_latency=latency)
+    runs: dict[str, list[float]] = {k: [] for k in ("direct_rps", "served_rps", "floor_rps", "direct_cpu_ms",
+                                                     "server_cpu_ms", "floor_cpu_ms", "client_cpu_ms")}
     try:
-        run(served_rps(server.port, queries(min(n, 256), 10**6), clients))  # warm up the server
-        for rep in range(reps):  # alternate, so drift in the machine's load hits both alike
+        for warm in (server, floor):
+            run(served_rps(warm.port, queries(min(n, 256), 10**6), clients))
+        for rep in range(reps):  # alternate, so drift in the machine's load hits all alike
             rps, cpu = timed(run, direct_rps(text, queries(n, rep * n), clients))
             runs["direct_rps"].append(rps)
             runs["direct_cpu_ms"].append(1000 * cpu / n)
-            before = server_cpu()
-            rps, cpu = timed(run, served_rps(server.port, queries(n, rep * n), clients))
-            runs["served_rps"].append(rps)
-            runs["server_cpu_ms"].append(1000 * (server_cpu() - before) / n)
-            runs["client_cpu_ms"].append(1000 * cpu / n)
+            for name, target in (("served", server), ("floor", floor)):
+                before = target.cpu_s()
+                rps, cpu = timed(run, served_rps(target.port, queries(n, rep * n), clients))
+                runs[f"{name}_rps"].append(rps)
+                cpu_ms = 1000 * (target.cpu_s() - before) / n
+                runs["server_cpu_ms" if name == "served" else "floor_cpu_ms"].append(cpu_ms)
+                if name == "served":
+                    runs["client_cpu_ms"].append(1000 * cpu / n)
     finally:
         server.stop()
+        floor.stop()
     med = {k: statistics.median(v) for k, v in runs.items()}
     d, s = med["direct_rps"], med["served_rps"]
     return {"latency_s": latency, "queries": n, "clients": clients, "reps": reps, **runs,
             "direct_rps_median": d, "served_rps_median": s, "ratio": s / d, "http_overhead": 1 - s / d,
             "cpu_ms": {"direct": med["direct_cpu_ms"], "server": med["server_cpu_ms"],
-                       "client": med["client_cpu_ms"]},
+                       "client": med["client_cpu_ms"], "uvicorn_floor": med["floor_cpu_ms"]},
             "server_http_cpu_ms": med["server_cpu_ms"] - med["direct_cpu_ms"],
             "cpu_bound_overhead": 1 - med["direct_cpu_ms"] / med["server_cpu_ms"]}
+
+
+def measure_app_own(n: int) -> float:
+    """CPU ms per request of the ASGI app's own work (routing, JSON in and out, the query, the
+    reply) with the network taken out: in process, no sockets, ``ainvoke`` answering from one
+    recorded result."""
+    from llmnet.integrations.openai_server import create_app
+
+    app = create_app(loads_network(NETWORK.format(latency=0.0)))
+    bodies = [chat_request(0, item).split(b"\r\n\r\n", 1)[1] for item in queries(n, 0)]
+
+    async def main() -> float:
+        async with app.lifespan():
+            recorded = await app.session.ainvoke(queries(1, 0)[0])
+
+            async def answer(query):
+                return recorded
+
+            app.session.ainvoke = answer
+            scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+
+            async def send(message):
+                pass
+
+            before = time.process_time()
+            for body in bodies:
+                async def receive(body=body):
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await app(scope, receive, send)
+            return 1000 * (time.process_time() - before) / n
+
+    return run(main())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -262,9 +329,11 @@ def main(argv: list[str] | None = None) -> None:
         args.queries, args.latency, args.reps = 64, [0.01], 1
     with tempfile.TemporaryDirectory() as tmp:
         results = [measure(lat, args.queries, args.clients, args.reps, Path(tmp)) for lat in args.latency]
+    app_own = statistics.median(measure_app_own(args.queries) for _ in range(args.reps))
     out = {"benchmark": "bench_serve", "simulated": True, "goal": "http_overhead < 0.20 at 64 clients",
            "cpus": os.cpu_count(), "load_average": os.getloadavg(), "event_loop": "uvloop" if uvloop else "asyncio",
-           "client": "raw asyncio HTTP/1.1, one keep-alive connection per client", "results": results}
+           "client": "raw asyncio HTTP/1.1, one keep-alive connection per client", "results": results,
+           "app_own_cpu_ms": app_own}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     for r in results:
@@ -273,7 +342,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['served_rps_median']:.0f} req/s, HTTP layer costs {r['http_overhead']:.1%} end to end; CPU per "
               f"request: direct {cpu['direct']:.3f} ms, server {cpu['server']:.3f} ms (HTTP "
               f"{r['server_http_cpu_ms']:.3f} ms, {r['cpu_bound_overhead']:.1%} of a CPU-bound server), "
-              f"load generator {cpu['client']:.3f} ms")
+              f"load generator {cpu['client']:.3f} ms; uvicorn serving a do-nothing app at that pace "
+              f"{cpu['uvicorn_floor']:.3f} ms")
+    print(f"the app's own work (no network, no sockets): {app_own:.3f} ms of CPU per request")
 
 
 if __name__ == "__main__":

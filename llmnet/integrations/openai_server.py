@@ -177,7 +177,8 @@ class NetworkServer:
             await _reply(send, exc.status, exc.body())
             return
         except Exception as exc:  # a bug, not the client's fault: say so, then let the server log the traceback
-            await _reply(send, 500, ApiError(500, f"internal error: {type(exc).__name__}: {exc}", "server_error").body())
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            await _reply(send, 500, ApiError(500, reason, "server_error").body())
             raise
         if stream:
             await _reply(send, 200, b"data: " + body + b"\n\ndata: [DONE]\n\n", SSE_TYPE)
