@@ -10,14 +10,14 @@ query's fields: ``id``, ``answer`` (then ``llmnet.correct`` is graded), ``choice
 the network's extracted answer; ``usage`` sums the tokens of every call the network paid
 for (cached samples cost none; ``llmnet.cached_tokens`` counts them); ``llmnet`` carries the
 branch, calls, cache hits and cost. ``stream: true`` sends the answer as one chunk, then
-``[DONE]``. Mistakes get OpenAI-style 400s, a wrong key 401, an unknown model 404; a model
-that failed 502 (503 when it is rate-limited, unreachable or the budget is spent), each with
-the reason. Every request shares one ``Session`` (one engine: limits, cache, budget).
+``[DONE]``. Mistakes get OpenAI-style 400s, a wrong key 401, an unknown model or route 404, a
+body over ``MAX_BODY_BYTES`` 413; a model that failed 502 (503 when it is rate-limited,
+unreachable or the budget is spent), each with the reason. Every request shares one ``Session`` (one engine: limits, cache, budget).
 
 The app is a bare ASGI callable with three routes and orjson bodies, not a framework app:
-on a simulated network with free model calls the server's own work per request is what
-``experiments/bench_serve.py`` measures, and Starlette's middleware stack, request and
-response objects were a measurable part of it (see that script's docstring for the numbers).
+with free model calls the server's own work per request is what ``experiments/bench_serve.py``
+measures, and Starlette's middleware stack, request and response objects were a measurable
+part of it.
 """
 
 from __future__ import annotations
@@ -72,17 +72,24 @@ async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes
     await send({"type": "http.response.body", "body": body})
 
 
+MAX_BODY_BYTES = 32 * 2**20
+"""A request body larger than this is refused (413) before it is all in memory."""
+
+
 async def _read_body(receive: Receive) -> bytes:
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body"):
         return body
-    parts = [body]
+    parts, size = [body], len(body)
     while message.get("more_body"):
         message = await receive()
         if message["type"] == "http.disconnect":
             break
         parts.append(message.get("body", b""))
+        size += len(parts[-1])
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is over {MAX_BODY_BYTES // 2**20} MiB", code="body_too_large")
     return b"".join(parts)
 
 

@@ -120,3 +120,18 @@ def test_an_unexpected_failure_is_a_500_with_the_reason(monkeypatch):
 
     r = asyncio.run(main())
     assert r.status_code == 500 and "KeyError" in r.json()["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_refused_with_413(monkeypatch):
+    from llmnet.integrations import openai_server
+
+    monkeypatch.setattr(openai_server, "MAX_BODY_BYTES", 1000)
+
+    async def chunks():  # a streamed (chunked) body, so the app reads it in parts
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'"}]}'
+
+    big, small = call([("POST", "chat/completions", {"content": chunks()}), chat("2 + 5", answer="7")])
+    assert big.status_code == 413 and "over" in big.json()["error"]["message"] and small.status_code == 200
