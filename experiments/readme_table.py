@@ -131,9 +131,13 @@ def smart_local(d: dict) -> str:
 
 
 def bench_serve(d: dict) -> str:
-    return "; ".join(f"call latency {r['latency_s']}s: {r['served_rps_median']:.0f} vs {r['direct_rps_median']:.0f} req/s, "
-                     f"HTTP layer {r['http_overhead']:.0%}" for r in d["results"]) + \
-        f" ({d['results'][0]['clients']} clients; goal < 20%)"
+    parts = "; ".join(f"call latency {r['latency_s']}s: {r['served_rps_median']:.0f} vs {r['direct_rps_median']:.0f} "
+                      f"req/s, HTTP layer {r['http_overhead']:.0%}" for r in d["results"])
+    r0 = d["results"][0]
+    cpu = (f"; CPU per request at {r0['latency_s']}s: network {r0['cpu_ms']['direct']:.3f} ms, server "
+           f"{r0['cpu_ms']['server']:.3f} ms (HTTP {r0['cpu_bound_overhead']:.0%} of a CPU-bound server; uvicorn "
+           f"serving a do-nothing app {r0['cpu_ms']['uvicorn_floor']:.3f} ms)" if "cpu_ms" in r0 else "")
+    return parts + cpu + f" ({r0['clients']} clients, {d['cpus']} shared cores; goal < 20%)"
 def sandbox_attack(d: dict) -> str:
     s = d["summary"]
     parts = [f"{mode}: side effects {s[mode]['all side effects']['contained']}/{s[mode]['all side effects']['total']}, "

@@ -381,7 +381,7 @@ class Engine:
                       completion_tokens=usage.completion_tokens, cost_usd=round(usage.cost_usd, 10),
                       cached_tokens=usage.cached_tokens, cached_cost_usd=round(usage.cached_cost_usd, 10),
                       latency_s=round(time.perf_counter() - started, 6),
-                      trace={k: _plain(v) for k, v in (ctx.trace if ctx else {}).items()})
+                      trace=plain_trace(ctx.trace if ctx else {}))
         return record
 
     async def aclose(self) -> None:
@@ -398,8 +398,10 @@ def query_fingerprint(query: Query) -> str:
                            digest_size=8).hexdigest()
 
 
-def _plain(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (v.to_dict() if isinstance(v, Usage) else v) for k, v in entry.items()}
+def plain_trace(trace: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A query's trace as JSON-ready data (each node's ``Usage`` as a dict)."""
+    return {node: {k: (v.to_dict() if isinstance(v, Usage) else v) for k, v in entry.items()}
+            for node, entry in trace.items()}
 
 
 def _resized(request: Request, n: int, seed: int) -> Request:

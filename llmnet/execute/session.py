@@ -8,8 +8,18 @@ which records a query's failure and goes on, ``ainvoke`` raises it: one query, o
 one error.
 
 ``Network.ainvoke`` / ``invoke`` / ``session`` are attached by ``install()`` (the network layer
-sits below the executor and cannot import it). ``invoke`` (blocking) runs a per-network
-session on a background event loop, so repeated calls share one engine too.
+sits below the executor and cannot import it). ``invoke`` (blocking) runs the same sessions on
+one background event loop, so repeated calls share one engine too.
+
+The cache is off unless asked for: ``network.ainvoke(q)`` writes no file and every call pays
+for its samples (a library call should not leave a database in the working directory, and a
+repeated question to a sampling model is not silently answered from an old run).
+``network.ainvoke(q, cache="samples.sqlite")`` (or a ``SampleCache``) reads and writes that
+cache; calls on one event loop with the same network and the same cache (same resolved path,
+or same object) share one engine, so a repeated query is a cache hit and every call shares
+the model limits. Each ``await`` returns after its samples are committed, so nothing is lost
+when the loop ends. ``network.session(...)`` gives one engine with every option (budget,
+concurrency, seed, backends) and closes it on exit.
 """
 
 from __future__ import annotations
@@ -26,11 +36,11 @@ from typing import Any
 
 from llmnet.errors import DatasetError, LlmnetError
 from llmnet.execute.cache import SampleCache
-from llmnet.execute.engine import Engine, QueryRun, _plain
+from llmnet.execute.engine import Engine, QueryRun, plain_trace
 from llmnet.execute.usage import Usage
 from llmnet.network.graph import Network
 from llmnet.network.templates import render
-from llmnet.tasks.datasets import _query_from_record
+from llmnet.tasks.datasets import query_from_record
 from llmnet.tasks.query import Query
 
 
@@ -70,7 +80,7 @@ def as_query(query_or_question: Query | str | Mapping[str, Any]) -> Query:
     if "id" not in record and isinstance(record.get("question"), str):
         record["id"] = "q-" + hashlib.blake2b(record["question"].encode("utf-8", "surrogatepass"),
                                               digest_size=6).hexdigest()
-    return _query_from_record(record, "query")
+    return query_from_record(record, "query")
 
 
 class Session:
@@ -111,7 +121,7 @@ class Session:
         branches = {node: entry["branch"] for node, entry in ctx.trace.items() if "branch" in entry}
         return Invocation(query, result.answer, result.text, ctx.is_correct(result.answer),
                           "/".join(branches.values()) or None, branches, usage,
-                          {k: _plain(v) for k, v in ctx.trace.items()}, time.perf_counter() - started)
+                          plain_trace(ctx.trace), time.perf_counter() - started)
 
     async def aclose(self) -> None:
         if not self.closed:
@@ -139,51 +149,71 @@ class BackgroundLoop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
-_DEFAULT: "weakref.WeakKeyDictionary[Any, dict[int, Session]]" = weakref.WeakKeyDictionary()
-_BLOCKING: dict[int, tuple[BackgroundLoop, Session]] = {}
+_DEFAULT: "weakref.WeakKeyDictionary[Any, dict[tuple[int, Any], Session]]" = weakref.WeakKeyDictionary()
+_BACKGROUND: BackgroundLoop | None = None
 _LOCK = threading.Lock()
 
+CacheArg = str | Path | SampleCache | None
 
-def _default_session(network: Network) -> Session:
+
+def _cache_key(cache: CacheArg) -> Any:
+    """Which cache a call asks for: none, an open ``SampleCache`` (by identity) or a file (by resolved path)."""
+    if cache is None:
+        return None
+    if isinstance(cache, SampleCache):
+        return ("object", id(cache))  # the session keeps the object alive, so its id is not reused meanwhile
+    if isinstance(cache, (str, Path)):
+        return ("path", str(Path(cache).expanduser().resolve()))
+    raise LlmnetError(f"cache must be a SQLite path, a SampleCache or None, not {type(cache).__name__}")
+
+
+def default_session(network: Network, cache: CacheArg = None) -> Session:
+    """The session ``network.ainvoke(q, cache=cache)`` uses on the running loop (made on first use)."""
+    key = (id(network), _cache_key(cache))  # by identity: equal networks hash alike
     loop = asyncio.get_running_loop()
     sessions = _DEFAULT.setdefault(loop, {})  # type: ignore[arg-type]
-    session = sessions.get(id(network))  # by identity: equal networks hash alike
+    session = sessions.get(key)
     if session is None or session.closed:
-        session = sessions[id(network)] = Session(network)
-        weakref.finalize(network, sessions.pop, id(network), None)
+        session = sessions[key] = Session(network, cache=cache)
+        weakref.finalize(network, _forget, weakref.ref(loop), key)
     return session
 
 
-async def ainvoke(network: Network, query_or_question: Query | str | Mapping[str, Any]) -> Invocation:
-    """``await network.ainvoke(q)``: one query through this network's session on the running loop."""
-    return await _default_session(network).ainvoke(query_or_question)
+_CLOSING: set[asyncio.Task] = set()
 
 
-def invoke(network: Network, query_or_question: Query | str | Mapping[str, Any]) -> Invocation:
-    """``network.invoke(q)``: blocking; calls share one engine on a background loop."""
+def _forget(loop_ref: "weakref.ref[asyncio.AbstractEventLoop]", key: tuple[int, Any]) -> None:
+    """When a network is gone, drop its default sessions and close them on their loop if it still runs."""
+    loop = loop_ref()
+    session = _DEFAULT.get(loop, {}).pop(key, None) if loop is not None else None
+    if session is None or loop is None or loop.is_closed() or not loop.is_running():
+        return
+
+    def close() -> None:
+        task = loop.create_task(session.aclose())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    loop.call_soon_threadsafe(close)
+
+
+async def ainvoke(network: Network, query_or_question: Query | str | Mapping[str, Any], *,
+                  cache: CacheArg = None) -> Invocation:
+    """``await network.ainvoke(q, cache=None)``: one query through this network's session for
+    ``cache`` on the running loop (no cache by default; see the module's docstring)."""
+    return await default_session(network, cache).ainvoke(query_or_question)
+
+
+def invoke(network: Network, query_or_question: Query | str | Mapping[str, Any], *,
+           cache: CacheArg = None) -> Invocation:
+    """``network.invoke(q, cache=None)``: blocking; runs ``ainvoke`` on one background loop, so
+    calls with the same network and cache share one engine."""
+    global _BACKGROUND
     with _LOCK:
-        held = _BLOCKING.get(id(network))
-        if held is None:
-            runner = BackgroundLoop()
-            session = runner.run(_make_session(network))
-            held = _BLOCKING[id(network)] = (runner, session)
-            weakref.finalize(network, _close_blocking, id(network))
-    runner, session = held
-    return runner.run(session.ainvoke(query_or_question))
-
-
-async def _make_session(network: Network) -> Session:
-    return Session(network)
-
-
-def _close_blocking(key: int) -> None:
-    held = _BLOCKING.pop(key, None)
-    if held is not None:
-        runner, session = held
-        try:
-            runner.run(session.aclose(), timeout=10)
-        finally:
-            runner.loop.call_soon_threadsafe(runner.loop.stop)
+        if _BACKGROUND is None:
+            _BACKGROUND = BackgroundLoop()
+        runner = _BACKGROUND
+    return runner.run(ainvoke(network, query_or_question, cache=cache))
 
 
 def session(network: Network, **options: Any) -> Session:

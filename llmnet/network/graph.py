@@ -311,15 +311,16 @@ class Network:
     def models_used(self) -> set[str]:
         return {node.model for _, node in self.walk() if hasattr(node, "model")}
 
-    async def ainvoke(self, query: Any) -> Any:
+    async def ainvoke(self, query: Any, *, cache: Any = None) -> Any:
         """Run on one query (a question string, a mapping of fields or a Query) and return an
-        ``Invocation`` (answer, trace, usage, branch). Calls on one event loop share one engine
-        (limits, cache); failures are raised. See ``llmnet.execute.session``."""
-        return await _runner("ainvoke")(self, query)
+        ``Invocation`` (answer, trace, usage, branch). No cache unless ``cache`` (a SQLite path or
+        a ``SampleCache``) is given; calls on one event loop with the same ``cache`` share one
+        engine (limits, cache); failures are raised. See ``llmnet.execute.session``."""
+        return await _runner("ainvoke")(self, query, cache=cache)
 
-    def invoke(self, query: Any) -> Any:
-        """Blocking ``ainvoke``; calls share one engine on a background event loop."""
-        return _runner("invoke")(self, query)
+    def invoke(self, query: Any, *, cache: Any = None) -> Any:
+        """Blocking ``ainvoke``; calls with the same ``cache`` share one engine on a background loop."""
+        return _runner("invoke")(self, query, cache=cache)
 
     def session(self, **options: Any) -> Any:
         """``async with network.session(cache=PATH, max_cost=..., concurrency=...) as s: await s.ainvoke(q)``."""

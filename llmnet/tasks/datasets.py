@@ -115,7 +115,10 @@ def bilevel(n: int = 1000, alpha: float = 0.6, p1: float = 0.85, p2: float = 0.4
             for i, e in enumerate(easy)]
 
 
-def _query_from_record(rec: Any, where: str) -> Query:
+def query_from_record(rec: Any, where: str) -> Query:
+    """A validated ``Query`` from one JSON object (``question`` required; ``id``, ``answer``,
+    ``choices``, ``difficulty``, ``p_correct`` checked; every other key becomes a field).
+    ``where`` names the place in errors (``data.jsonl:12``) and is the id when none is given."""
     if not isinstance(rec, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     missing = [k for k in ("question",) if k not in rec]
@@ -155,7 +158,7 @@ def load_jsonl(path: str | Path, skip_bad: bool = False) -> tuple[list[Query], i
         try:
             if isinstance(rec, DatasetError):
                 raise rec
-            query = _query_from_record(rec, f"{path}:{lineno}")
+            query = query_from_record(rec, f"{path}:{lineno}")
             if query.id in seen:
                 raise DatasetError(f"{path}:{lineno}: duplicate id '{query.id}'")
             seen.add(query.id)

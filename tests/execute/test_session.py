@@ -7,7 +7,8 @@ import pytest
 from llmnet import Query, loads_network, run_network
 from llmnet.errors import BackendError, DatasetError, LlmnetError
 from llmnet.execute import RunConfig
-from llmnet.execute.session import as_query
+from llmnet.execute.cache import SampleCache
+from llmnet.execute.session import as_query, default_session
 
 NET = """
 name: gated
@@ -73,9 +74,70 @@ def test_invoke_blocks_and_reuses_one_engine():
     a = net.invoke({"question": "1 + 2", "id": "x", "answer": "3"})
     b = net.invoke({"question": "1 + 2", "id": "x", "answer": "3"})
     assert a.answer == b.answer and a.branch == "cheap"
-    from llmnet.execute.session import _BLOCKING
+    from llmnet.execute import session as module
 
-    assert id(net) in _BLOCKING  # one background session per network
+    sessions = module._DEFAULT[module._BACKGROUND.loop]
+    assert list(k for k in sessions if k[0] == id(net)) == [(id(net), None)]  # one engine for both calls
+    assert sessions[(id(net), None)].queries == 2
+
+
+def test_ainvoke_has_no_cache_by_default_and_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = loads_network(NET)
+
+    async def main():
+        first = await net.ainvoke("1 + 2")
+        again = await net.ainvoke("1 + 2")
+        return first, again, default_session(net)
+
+    first, again, session = asyncio.run(main())
+    assert session.cache is None and session.queries == 2
+    assert first.usage.calls == again.usage.calls == 1 and again.usage.cache_hits == 0  # each call pays
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ainvoke_with_a_cache_shares_one_engine_and_hits_on_repeats(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = loads_network(NET)
+
+    async def main():
+        first = await asyncio.gather(*(net.ainvoke(q, cache="c.sqlite") for q in QUERIES))
+        again = await net.ainvoke(QUERIES[5], cache=tmp_path / "c.sqlite")  # same file, spelled another way
+        session = default_session(net, "c.sqlite")
+        return first, again, session, default_session(net)
+
+    first, again, session, uncached = asyncio.run(main())
+    assert session.queries == 31 and session.engine.models["sim"].max_in_flight <= 3  # limits shared by all calls
+    assert session.total.calls == sum(r.usage.calls for r in first) > 0
+    assert again.answer == first[5].answer and again.usage.calls == 0 and again.usage.cache_hits >= 1
+    assert uncached is not session and uncached.queries == 0  # no cache is another engine
+
+    async def later():  # a new loop, a new session: the samples were on disk when each call returned
+        return await net.ainvoke(QUERIES[7], cache=tmp_path / "c.sqlite")
+
+    replay = asyncio.run(later())
+    assert replay.answer == first[7].answer and replay.usage.calls == 0 and replay.usage.cache_hits >= 1
+    blocking = net.invoke(QUERIES[9], cache=str(tmp_path / "c.sqlite"))
+    assert blocking.answer == first[9].answer and blocking.usage.calls == 0
+
+
+def test_ainvoke_uses_a_given_sample_cache_and_leaves_it_open(tmp_path):
+    net = loads_network(NET)
+    cache = SampleCache(tmp_path / "c.sqlite")
+
+    async def main():
+        a = await net.ainvoke("4 + 5", cache=cache)
+        b = await net.ainvoke("4 + 5", cache=cache)
+        return a, b, default_session(net, cache)
+
+    try:
+        a, b, session = asyncio.run(main())
+        assert session.cache is cache and b.usage.calls == 0 and b.usage.cache_hits == a.usage.calls == 1
+        assert len(cache) >= 1  # still open: the session did not close what it did not open
+    finally:
+        cache.close()
+    with pytest.raises(LlmnetError, match="cache must be"):
+        asyncio.run(net.ainvoke("4 + 5", cache=42))
 
 
 def test_a_failed_query_raises_its_error():
@@ -93,3 +155,33 @@ def test_as_query_accepts_strings_mappings_and_queries():
         as_query({"answer": "1"})
     with pytest.raises(DatasetError):
         as_query(3)
+
+
+def test_session_and_server_import_only_public_names():
+    """session.py and the OpenAI server use other modules' public helpers, never their private ones."""
+    import ast
+    from pathlib import Path
+
+    import llmnet
+
+    root = Path(llmnet.__file__).parent
+    for rel in ("execute/session.py", "integrations/openai_server.py"):
+        tree = ast.parse((root / rel).read_text())
+        private = [f"{node.module}.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   for a in node.names if a.name.startswith("_")]
+        assert private == [], f"{rel} imports private names: {private}"
+
+
+def test_public_helpers_validate_records_and_plain_traces():
+    from llmnet.execute.engine import plain_trace
+    from llmnet.execute.usage import Usage
+    from llmnet.tasks.datasets import query_from_record
+
+    q = query_from_record({"question": "2 + 2", "answer": 4, "lane": "x"}, "here")
+    assert (q.id, q.answer, q.fields) == ("here", "4", {"lane": "x"})
+    with pytest.raises(DatasetError, match="here: 'question' must be a string"):
+        query_from_record({"question": 3}, "here")
+    usage = Usage()
+    usage.calls = 2
+    plain = plain_trace({"gen": {"usage": usage, "branch": "a"}})
+    assert plain == {"gen": {"usage": usage.to_dict(), "branch": "a"}} and plain["gen"]["usage"]["calls"] == 2

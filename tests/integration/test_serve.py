@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import GRAPHS, needs_local
 from tests.integration.conftest import free_port
 
-pytest.importorskip("starlette", reason="needs the [serve] extra: pip install -e '.[serve]'")
+pytest.importorskip("orjson", reason="needs the [serve] extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
 
 LLMNET = [sys.executable, "-m", "llmnet"]

@@ -6,7 +6,7 @@ import json
 import httpx2
 import pytest
 
-pytest.importorskip("starlette", reason="needs the [serve] extra: pip install -e '.[serve]'")
+pytest.importorskip("orjson", reason="needs the [serve] extra: pip install -e '.[serve]'")
 
 from llmnet import loads_network  # noqa: E402
 from llmnet.integrations.openai_server import create_app  # noqa: E402
@@ -25,7 +25,7 @@ def call(requests, **app_options):
     app = create_app(loads_network(NET), **app_options)
 
     async def main():
-        async with app.router.lifespan_context(app):
+        async with app.lifespan():
             async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t/v1/") as c:
                 return [await c.request(method, path, **kw) for method, path, kw in requests]
 
@@ -76,3 +76,62 @@ def test_spent_budget_is_503_with_the_reason_and_a_wrong_key_401():
     ok, bad = call([("GET", "models", {"headers": {"Authorization": "Bearer k1"}}),
                     ("GET", "models", {"headers": {"Authorization": "Bearer k2"}})], api_key="k1")
     assert ok.status_code == 200 and ok.json()["data"][0]["id"] == "net" and bad.status_code == 401
+
+
+def test_unknown_routes_wrong_methods_and_bad_json_are_openai_errors():
+    missing, wrong, bad, array = call([("GET", "nowhere", {}), ("GET", "chat/completions", {}),
+                                       ("POST", "chat/completions", {"content": b"{not json"}),
+                                       ("POST", "completions", {"json": [1, 2]})])
+    assert (missing.status_code, wrong.status_code, bad.status_code, array.status_code) == (404, 405, 400, 400)
+    assert "takes POST" in wrong.json()["error"]["message"] and "not valid JSON" in bad.json()["error"]["message"]
+    assert "JSON object" in array.json()["error"]["message"]
+
+
+def test_the_asgi_lifespan_opens_and_closes_the_shared_session():
+    app = create_app(loads_network(NET))
+    sent = []
+
+    async def main():
+        inbox = asyncio.Queue()
+        for message in ({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}):
+            inbox.put_nowait(message)
+
+        async def send(message):
+            sent.append((message["type"], app.session is not None and not app.session.closed))
+
+        await app({"type": "lifespan"}, inbox.get, send)
+
+    asyncio.run(main())
+    assert sent == [("lifespan.startup.complete", True), ("lifespan.shutdown.complete", False)]
+
+
+def test_an_unexpected_failure_is_a_500_with_the_reason(monkeypatch):
+    app = create_app(loads_network(NET))
+
+    async def broken(query):
+        raise KeyError("boom")
+
+    async def main():
+        async with app.lifespan():
+            monkeypatch.setattr(app.session, "ainvoke", broken)
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t/v1/") as c:
+                return await c.post("chat/completions", json={"messages": [{"role": "user", "content": "1"}]})
+
+    r = asyncio.run(main())
+    assert r.status_code == 500 and "KeyError" in r.json()["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_refused_with_413(monkeypatch):
+    from llmnet.integrations import openai_server
+
+    monkeypatch.setattr(openai_server, "MAX_BODY_BYTES", 1000)
+
+    async def chunks():  # a streamed (chunked) body, so the app reads it in parts
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'"}]}'
+
+    big, small = call([("POST", "chat/completions", {"content": chunks()}), chat("2 + 5", answer="7")])
+    assert big.status_code == 413 and "over" in big.json()["error"]["message"] and small.status_code == 200
