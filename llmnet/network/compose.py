@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from llmnet.errors import Problem, SpecError
-from llmnet.network.loader import SourceMap, _pydantic_problem
+from llmnet.network.loader import SourceMap, pydantic_problem
 from llmnet.network.spec import ModelSpec, NetworkSpec, SubgraphSpec, TaskSpec, node_adapter
 from llmnet.network.yamlio import Positions
 from llmnet.routing.specs import RouterSpec
@@ -26,7 +26,7 @@ def _validate(adapter: TypeAdapter, data: Any, path: tuple[str, ...]) -> Any:
         return adapter.validate_python(data)
     except ValidationError as exc:
         sources = SourceMap(Positions(None))
-        raise SpecError([_pydantic_problem({**e, "loc": path + tuple(e["loc"])}, _nest(path, data), sources)
+        raise SpecError([pydantic_problem({**e, "loc": path + tuple(e["loc"])}, _nest(path, data), sources)
                          for e in exc.errors()]) from None
 
 
@@ -103,7 +103,7 @@ class SpecBuilder:
                                output=self._output)
         except ValidationError as exc:
             sources = SourceMap(Positions(None))
-            raise SpecError([_pydantic_problem(e, {}, sources) for e in exc.errors()]) from None
+            raise SpecError([pydantic_problem(e, {}, sources) for e in exc.errors()]) from None
 
 
 def gate_spec(base: Any, name: str, router: Any, branches: Mapping[str, Any],

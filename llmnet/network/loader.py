@@ -234,7 +234,7 @@ def substitute_params(data: Any, sources: SourceMap, overrides: dict[str, Any] |
 # ----------------------------------------------------------------------------- pydantic
 
 
-def _pydantic_problem(err: dict[str, Any], data: Any, sources: SourceMap) -> Problem:
+def pydantic_problem(err: dict[str, Any], data: Any, sources: SourceMap) -> Problem:
     """One pydantic error as a Problem with a path that matches the YAML."""
     loc: list[str | int] = []
     node = data
@@ -311,7 +311,7 @@ def validate_spec(data: Any, sources: SourceMap) -> NetworkSpec:
     try:
         return NetworkSpec.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = [_pydantic_problem(e, data, sources) for e in exc.errors()]
+        problems = [pydantic_problem(e, data, sources) for e in exc.errors()]
         raise SpecError(list(dict.fromkeys(problems))) from None
 
 

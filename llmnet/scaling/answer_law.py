@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from llmnet.scaling.laws import K_RANGE, KStar, ScalingFit, _bootstrap_means, _curve_kind, _k_grid, _k_star_from_curves
+from llmnet.scaling.laws import K_RANGE, KStar, ScalingFit, bootstrap_means, curve_kind, k_grid, k_star_from_curves
 from llmnet.scaling.vote import check_ks, vote_accuracy_pools
 from llmnet.scaling.vote_exact import vote_exact_batch
 
@@ -151,11 +151,11 @@ class AnswerDistributionFit(ScalingFit):
         rows = np.asarray(rows, dtype=int)
         part = replace(self, params={k: v[rows] for k, v in self.params.items()},
                        stderr={k: v[rows] for k, v in self.stderr.items()}, targets=self.targets[rows])
-        grid = _k_grid(k_range)
+        grid = k_grid(k_range)
         curves = part.query_curves(grid)
         mean = curves.mean(axis=0)
-        return replace(part, k_star=_k_star_from_curves(grid, mean, _bootstrap_means(curves, n_boot, seed),
-                                                        _curve_kind(mean), self.level, "bootstrap over queries"))
+        return replace(part, k_star=k_star_from_curves(grid, mean, bootstrap_means(curves, n_boot, seed),
+                                                        curve_kind(mean), self.level, "bootstrap over queries"))
 
     def predict(self, ks, level: float | None = None):
         curves = self.query_curves(ks)

@@ -131,14 +131,14 @@ def _z(level: float) -> float:
     return float(stats.norm.ppf(0.5 + level / 2))
 
 
-def _k_grid(k_range) -> np.ndarray:
+def k_grid(k_range) -> np.ndarray:
     lo, hi = (int(v) for v in k_range)
     if not 1 <= lo <= hi:
         raise ValueError(f"k_range must be 1 <= lo <= hi, got {k_range!r}")
     return np.arange(lo, hi + 1)
 
 
-def _curve_kind(curve: np.ndarray, tol: float = 1e-9) -> str:
+def curve_kind(curve: np.ndarray, tol: float = 1e-9) -> str:
     """``argmin`` when the curve dips inside the range and peaks (or plateaus) at an end,
     i.e. a U shape; else ``argmax``."""
     i_min = int(np.argmin(curve))
@@ -153,7 +153,7 @@ def _best_index(curves: np.ndarray, kind: str, tol: float = 1e-9) -> np.ndarray:
     return np.argmax(np.abs(curves - best) <= tol, axis=-1)
 
 
-def _k_star_from_curves(ks, curve, replicates, kind, level, how) -> KStar:
+def k_star_from_curves(ks, curve, replicates, kind, level, how) -> KStar:
     """K* of ``curve`` over ``ks`` and a percentile interval from replicate curves; it is
     ``at_boundary`` when the best value is also reached at an end of the range."""
     i = int(_best_index(curve, kind))
@@ -352,7 +352,7 @@ def fit_bilevel(ks, acc, stderr=None, *, level: float = 0.95, k_range=K_RANGE,
     theta = best.x
     rss = float(np.sum((bilevel_curve(*theta, kk) - y) ** 2 * w ** 2))
     scale = 1.0 if absolute else (rss / (kk.size - 3) if kk.size > 3 else math.nan)
-    cov = _safe_inverse(best.jac.T @ best.jac) * scale
+    cov = safe_inverse(best.jac.T @ best.jac) * scale
     names = ("alpha", "p1", "p2")
     params = {n: float(v) for n, v in zip(names, theta)}
     stderr_d = {n: float(np.sqrt(cov[i, i])) for i, n in enumerate(names)}
@@ -365,7 +365,7 @@ def fit_bilevel(ks, acc, stderr=None, *, level: float = 0.95, k_range=K_RANGE,
         theory = BilevelOptimum("monotone", "argmax", math.nan, None, None, math.nan)
         return BilevelFit(params, stderr_d, cov, kk, y, se, rss, level, None, theory)  # type: ignore[arg-type]
     theory = bilevel_k_star(*theta)
-    grid = _k_grid(k_range)
+    grid = k_grid(k_range)
     kind = theory.kind
     value = int(_bilevel_best_k(*theta, kind, grid[0], grid[-1]))
     lo = hi = None
@@ -381,7 +381,7 @@ def fit_bilevel(ks, acc, stderr=None, *, level: float = 0.95, k_range=K_RANGE,
     return BilevelFit(params, stderr_d, cov, kk, y, se, rss, level, k_star, theory)
 
 
-def _safe_inverse(info: np.ndarray) -> np.ndarray:
+def safe_inverse(info: np.ndarray) -> np.ndarray:
     """Inverse of an information matrix; NaN where a direction is not identified."""
     vals, vecs = np.linalg.eigh(info)
     if vals.min() <= 1e-10 * max(vals.max(), 1e-300):
@@ -475,15 +475,15 @@ def fit_mixture(ks, acc, stderr=None, *, grid=None, level: float = 0.95, k_range
                 for name in params}
     params["limit"] = float(_mixture_limit(p, weights))
     stderr_d["limit"] = float(np.std(_mixture_limit(p, boot)))
-    kgrid = _k_grid(k_range)
+    kgrid = k_grid(k_range)
     full = binary_vote(p[None, :], kgrid[:, None])
     curve = full @ weights
-    k_star = _k_star_from_curves(kgrid, curve, boot @ full.T, _curve_kind(curve), level,
+    k_star = k_star_from_curves(kgrid, curve, boot @ full.T, curve_kind(curve), level,
                                  "parametric bootstrap")
     return MixtureFit(params, stderr_d, p, weights, boot, kk, y, rss, level, k_star)
 
 
-def _bootstrap_means(curves: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+def bootstrap_means(curves: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Means of ``n_boot`` resamples (with replacement) of the rows of ``curves``."""
     n = curves.shape[0]
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)

@@ -18,11 +18,11 @@ from llmnet.scaling.laws import (
     K_RANGE,
     KStar,
     ScalingFit,
-    _bootstrap_means,
-    _curve_kind,
-    _k_grid,
-    _k_star_from_curves,
-    _safe_inverse,
+    bootstrap_means,
+    curve_kind,
+    k_grid,
+    k_star_from_curves,
+    safe_inverse,
 )
 from llmnet.scaling.vote import check_ks, vote_accuracy_mc, vote_accuracy_pools, vote_counts
 
@@ -87,11 +87,11 @@ class PerQueryLawFit(ScalingFit):
         part = replace(self, params={k: v[rows] for k, v in self.params.items()},
                        stderr={k: v[rows] for k, v in self.stderr.items()}, easy=self.easy[rows],
                        ties=self.ties[rows], targets=self.targets[rows])
-        grid = _k_grid(k_range)
+        grid = k_grid(k_range)
         curves = part.query_curves(grid)
         mean = curves.mean(axis=0)
-        return replace(part, k_star=_k_star_from_curves(
-            grid, mean, _bootstrap_means(curves, n_boot, seed), _curve_kind(mean), self.level,
+        return replace(part, k_star=k_star_from_curves(
+            grid, mean, bootstrap_means(curves, n_boot, seed), curve_kind(mean), self.level,
             "bootstrap over queries"))
 
     def predict(self, ks, level: float | None = None):
@@ -126,7 +126,7 @@ def _fit_one_query(y, easy: bool, ties: int, kf: np.ndarray):
                             bounds=[(1e-6, None), (1e-6, None), (None, None)])
     jac = _law_grad(res.x, kf, easy)
     dof = kf.size - 3
-    cov = _safe_inverse(jac.T @ jac) * (res.fun / dof if dof > 0 else math.nan)
+    cov = safe_inverse(jac.T @ jac) * (res.fun / dof if dof > 0 else math.nan)
     return res.x, np.sqrt(np.diag(cov))
 
 
