@@ -131,11 +131,9 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
                           f"gRPC (give the head's address, e.g. HOST:6379, or ray://HOST:10001)")
 
 
-def _address_to_probe(address: str | None) -> str | None:
+def _address_to_probe(address: str) -> str | None:
     """The HOST:PORT ``ray.init(address)`` would connect to, or None when it starts a local Ray."""
-    if address is None:
-        address = os.environ.get("RAY_ADDRESS") or None
-    if address in (None, "local"):
+    if address == "local":
         return None
     if address == "auto":
         try:  # where `ray start` recorded its head; a private helper, so only used when it is there
@@ -284,17 +282,20 @@ class RayEngine:
         self.ray, self.network, self.seed, self.max_cost = ray, network, seed, max_cost
         self.networks = list(networks or [network])
         self.started = not ray.is_initialized()
+        address = options.address or "(joined by the caller)"
         if options.workers is not None and options.workers < 1:
             raise LlmnetError(f"Ray workers must be at least 1, not {options.workers}")
         if self.started:
-            address = options.address or None
+            # no address: $RAY_ADDRESS when set, else a new local Ray (never a cluster found by scanning
+            # this machine's processes, as ray.init() alone would: on a shared machine it may be anyone's)
+            address = options.address or os.environ.get("RAY_ADDRESS") or "local"
             target = _address_to_probe(address)
             if target is not None:
                 probe(target)
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise LlmnetError(f"cannot start or join Ray at {address or 'a new local instance'}: "
+                raise LlmnetError(f"cannot start or join Ray at {address}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         cpus = ray.cluster_resources().get("CPU", 1)
         self.workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
@@ -313,7 +314,7 @@ class RayEngine:
         self.nodes: set[str] = set()
         self.models: dict[str, _Peak] = {m: _Peak() for net in self.networks for m in net.models_used()
                                          if m in net.spec.models}
-        self.address = options.address or os.environ.get("RAY_ADDRESS") or "local"
+        self.address = address
         self.run_id = secrets.token_hex(8)  # what Engine carries for who-paid accounting; arun sets the run's
         self.keep_text = False
 
