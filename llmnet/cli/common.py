@@ -75,7 +75,7 @@ DEFAULT_CACHE = Path(".llmnet-cache/samples.sqlite")
 SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
 RayOption = typer.Option(None, "--ray", metavar="[ADDRESS]", help="shard queries over Ray workers: bare --ray starts "
                          "a local Ray ($RAY_ADDRESS if set), --ray HOST:PORT, ray://HOST:PORT or auto joins a "
-                         "cluster (pip install 'llmnet-compound[ray]')")
+                         "cluster (pip install 'llmnet-compound\\[ray]')")
 RAY_FLAG = "--ray"
 # what may follow --ray as its value: Ray's address forms; anything else (an option, a file) is not one
 _RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|\[[0-9A-Fa-f:.]+\]:\d+|[A-Za-z0-9_.\-]+:\d+)$")

@@ -148,3 +148,14 @@ def test_bare_ray_is_rays_default_address(tmp_path):
             assert done.returncode == 2 and f"cannot reach Ray at {address}" in done.stderr, done.stderr
     finally:
         refused.close()
+
+
+@pytest.mark.parametrize("name", ["run", "scale", "sweep", "complexity label"])
+def test_help_shows_the_optional_address_and_the_extra(name):
+    from typer.testing import CliRunner
+
+    from llmnet.cli.main import app
+
+    done = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "400"})
+    assert done.exit_code == 0
+    assert "[ADDRESS]" in done.output and "pip install 'llmnet-compound[ray]'" in done.output
