@@ -23,6 +23,11 @@ llmnet only decides what travels:
   so nothing is paid twice. After ``MAX_RESENDS`` deaths in a row for one query its error
   is recorded on it, like any other failure.
 
+- **A bad address fails fast.** No address means ``$RAY_ADDRESS`` when set, else a new local
+  Ray. An address is probed before ``ray.init`` (``probe``: TCP connect and the HTTP/2
+  preface a gRPC head answers, 3 s at most), so a wrong host or port is one line within
+  seconds instead of ``ray.init``'s 40 s and more of retries.
+
 Results equal a local run's for the same seeds in every field but timings
 (``latency_s``), also after a resume or a dead worker: every query is sent with the run's
 ``run_id`` (kept across resumes) and ``keep_text``, so a worker books the samples that an

@@ -143,9 +143,10 @@ def test_bare_ray_is_rays_default_address(tmp_path):
     address = f"127.0.0.1:{refused.getsockname()[1]}"
     try:
         args = commands(tmp_path)["run"]
-        for argv in (["run", "--ray", *args[1:]], [*args, "--ray"]):
+        argvs = [["run", "--ray", *args[1:]]] + [[*argv, "--ray"] for argv in commands(tmp_path).values()]
+        for argv in argvs:  # on every command, bare --ray reaches Ray, never a local run
             done = llmnet(argv, env={"RAY_ADDRESS": address}, timeout=60)
-            assert done.returncode == 2 and f"cannot reach Ray at {address}" in done.stderr, done.stderr
+            assert done.returncode == 2 and f"cannot reach Ray at {address}" in done.stderr, (argv, done.stderr)
     finally:
         refused.close()
 
