@@ -22,7 +22,6 @@ llmnet only decides what travels:
   killed) is sent again, to the replacement; the samples it had paid are in the cache,
   so nothing is paid twice. After ``MAX_RESENDS`` deaths in a row for one query its error
   is recorded on it, like any other failure.
-
 - **A bad address fails fast.** No address means ``$RAY_ADDRESS`` when set, else a new local
   Ray. An address is probed before ``ray.init`` (``probe``: TCP connect and the HTTP/2
   preface a gRPC head answers, 3 s at most), so a wrong host or port is one line within
