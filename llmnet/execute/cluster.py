@@ -39,8 +39,10 @@ peaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +168,55 @@ def split_limits(spec: Any, workers: int, index: int) -> Any:
     return spec.model_copy(update={"limits": limits.model_copy(update=share)})
 
 
+def connect(address: str | None) -> bool:
+    """Join or start Ray unless this process already is on one; True when this call did it.
+
+    No address: ``$RAY_ADDRESS`` when set, else a new local Ray (never a cluster found by
+    scanning this machine's processes, as ``ray.init()`` alone would: on a shared machine it
+    may be anyone's). An address is probed first (``probe``), so a bad one fails in seconds.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    target = _address_to_probe(address)
+    if target is not None:
+        probe(target)
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise LlmnetError(f"cannot start or join Ray at {address}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return True
+
+
+def _joined_address(ray: Any, address: str | None, started: bool) -> str:
+    """What the summary calls the cluster: the address given, "local", or the head's address."""
+    if address:
+        return address
+    if started and not os.environ.get("RAY_ADDRESS"):
+        return "local"
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:
+        return os.environ.get("RAY_ADDRESS") or "(joined before)"
+
+
+@contextlib.contextmanager
+def ray_session(value: Any) -> Iterator[None]:
+    """Stay on Ray for several runs (a sweep's points): join or start it once, leave at the end.
+
+    ``value`` as ``RunConfig.ray``; None: no Ray. Runs inside find Ray initialised and neither
+    join nor shut it down.
+    """
+    started = value is not None and connect(options_of(value).address)
+    try:
+        yield
+    finally:
+        if started:
+            import_ray().shutdown()
+
+
 # ----------------------------------------------------------------------------- actors (defined lazily: ray is optional)
 
 
@@ -285,22 +336,10 @@ class RayEngine:
 
         self.ray, self.network, self.seed, self.max_cost = ray, network, seed, max_cost
         self.networks = list(networks or [network])
-        self.started = not ray.is_initialized()
-        address = options.address or "(joined by the caller)"
         if options.workers is not None and options.workers < 1:
             raise LlmnetError(f"Ray workers must be at least 1, not {options.workers}")
-        if self.started:
-            # no address: $RAY_ADDRESS when set, else a new local Ray (never a cluster found by scanning
-            # this machine's processes, as ray.init() alone would: on a shared machine it may be anyone's)
-            address = options.address or os.environ.get("RAY_ADDRESS") or "local"
-            target = _address_to_probe(address)
-            if target is not None:
-                probe(target)
-            try:
-                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise LlmnetError(f"cannot start or join Ray at {address}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        self.started = connect(options.address)
+        address = _joined_address(ray, options.address, self.started)
         cpus = ray.cluster_resources().get("CPU", 1)
         self.workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
         self.cpus = options.cpus_per_worker

@@ -71,8 +71,21 @@ async def asweep(path: str | Path, grid: Mapping[str, Sequence[Any]], queries: l
 
     Every point is loaded and validated before any runs, so a bad value fails before money is
     spent. With ``out_dir``, each point's results go to ``out_dir/points/NAME=V,...``. ``ray``: run
-    each point on Ray workers (``RunConfig.ray``; see ``llmnet.execute.cluster``).
+    each point on Ray workers (``RunConfig.ray``), Ray joined (or started) once for all points.
     """
+    options = dict(params=params, cache_path=cache_path, out_dir=out_dir, concurrency=concurrency, seed=seed,
+                   backends=backends, on_point=on_point, ray=ray)
+    if ray is None:
+        return await _asweep(path, grid, queries, **options)
+    from llmnet.execute.cluster import ray_session
+
+    with ray_session(ray):
+        return await _asweep(path, grid, queries, **options)
+
+
+async def _asweep(path: str | Path, grid: Mapping[str, Sequence[Any]], queries: list[Query], *,
+                  params: Mapping[str, Any] | None, cache_path: Path | None, out_dir: Path | None, concurrency: int,
+                  seed: int, backends: Mapping[str, Any] | None, on_point: Any, ray: Any) -> dict[str, Any]:
     points = grid_points(grid)
     networks = [load_network(path, {**dict(params or {}), **p}) for p in points]
     rows = []

@@ -299,3 +299,20 @@ def test_bare_ray_starts_a_local_ray(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["ray"]["address"] == "local" and summary["ray"]["nodes"] == 1 and summary["queries"] == 6
+
+
+def test_a_sweep_joins_ray_once_for_all_its_points(tmp_path):
+    """``llmnet sweep --ray ...`` starts one local Ray for every point, not one per point."""
+    net = tmp_path / "net.yaml"
+    net.write_text(NETWORK.format(latency=0).replace("  gen: {kind: generator, model: sim, samples: 3}\n",
+                                                     "  gen:\n    kind: generator\n    model: sim\n    samples: ${K}\n")
+                   + "params: {K: 1}\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env[MONITOR] = "0"
+    done = subprocess.run([sys.executable, "-m", "llmnet", "sweep", str(net), "--grid", "K=1,2,3", "--data",
+                           "arithmetic:n=4", "--out", str(tmp_path / "s"), "--no-cache", "--no-progress", "--ray"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    heads = {json.loads((tmp_path / "s" / "points" / f"K={k}" / "summary.json").read_text())["ray"]["address"]
+             for k in (1, 2, 3)}
+    assert len(heads) == 1 and ":" in heads.pop()  # one Ray instance, named by its head's address
