@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     samples = args.queries * args.k
     # a shared machine: Ray's memory monitor would kill our workers for other processes' memory
     os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
+    load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     ray.init(num_cpus=args.ray_cpus, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
     try:
         local_walls, rows = [], {w: {"walls": [], "startup": []} for w in args.workers}
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
            "concurrency": args.concurrency, "reps": args.reps, "smoke": args.smoke,
            "local": {"wall_s": round(local, 4), "samples_per_s": round(samples / local, 1)}, "ray": results,
            "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                       "cpus": os.cpu_count(), "ray": ray.__version__},
+                       "cpus": os.cpu_count(), "ray": ray.__version__,
+                       "load_avg_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}},
            "command": " ".join(["python", "experiments/bench_ray.py", *(argv if argv is not None else sys.argv[1:])])}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2) + "\n")

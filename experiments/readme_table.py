@@ -65,8 +65,10 @@ def bench_ray(d: dict) -> str:
                      f"ms/sample; once started x{r['steady_samples_per_s'] / d['local']['samples_per_s']:.2f}, "
                      f"{r['steady_overhead_ms_per_sample']:+.2f} ms/sample; start {r['startup_s']:.1f} s)"
                      for r in d["ray"])
-    return f"{d['samples']:,} samples at {d['latency_s'] * 1e3:.0f} ms a call, local {d['local']['samples_per_s']:,.0f}/s; " \
-        + rows
+    load = d["machine"].get("load_avg_1m")
+    busy = f" (machine load {load['before']:.1f} to {load['after']:.1f} on {d['machine']['cpus']} CPUs)" if load else ""
+    return f"{d['samples']:,} samples at {d['latency_s'] * 1e3:.0f} ms a call{busy}, local " \
+        f"{d['local']['samples_per_s']:,.0f}/s; " + rows
 
 
 def bench_scaling(d: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ class _OneLineErrors(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         _plain_flags(self)
+        args = ray_argv(list(sys.argv[1:] if args is None else args))
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError as exc:
@@ -71,8 +73,43 @@ def _plain_flags(command: Any) -> None:
 _state = {"debug": False}
 DEFAULT_CACHE = Path(".llmnet-cache/samples.sqlite")
 SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
-RayOption = typer.Option(None, "--ray", metavar="ADDRESS", help="shard queries over Ray workers: 'local' starts "
-                         "Ray here, 'auto' or HOST:PORT joins a cluster (pip install 'llmnet-compound[ray]')")
+RayOption = typer.Option(None, "--ray", metavar="[ADDRESS]", help="shard queries over Ray workers: bare --ray starts "
+                         "a local Ray ($RAY_ADDRESS if set), --ray HOST:PORT, ray://HOST:PORT or auto joins a "
+                         "cluster (pip install 'llmnet-compound\\[ray]')")
+RAY_FLAG = "--ray"
+# what may follow --ray as its value: Ray's address forms; anything else (an option, a file) is not one
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|\[[0-9A-Fa-f:.]+\]:\d+|[A-Za-z0-9_.\-]+:\d+)$")
+
+
+def ray_argv(args: list[str]) -> list[str]:
+    """``--ray [ADDRESS]``: an option whose value may be left out.
+
+    Click options take a value or none, never either, so before click parses, a ``--ray`` not
+    followed by an address (``auto``, ``local``, ``HOST:PORT``, ``[IPV6]:PORT``, ``ray://...``)
+    becomes ``--ray=``, i.e. Ray's default: ``$RAY_ADDRESS`` when set, else a new local Ray. So
+    ``--ray`` can go anywhere, even before the network file, and ``--ray=ADDRESS`` always takes
+    ADDRESS as it is. Nothing after ``--`` is touched.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + list(args[i:])
+        if arg == RAY_FLAG and not (i + 1 < len(args) and _RAY_ADDRESS.match(args[i + 1])):
+            arg = RAY_FLAG + "="
+        out.append(arg)
+    return out
+
+
+def check_ray(value: Optional[str]) -> Optional[str]:
+    """``--ray``'s value, checked before any work: ray is installed and the address has Ray's form."""
+    if value is None:
+        return None
+    from llmnet.execute.cluster import host_port, import_ray
+
+    import_ray()
+    if value.strip() not in ("", "auto", "local"):
+        host_port(value.strip())
+    return value
 
 
 def fail(problems: list[str], code: int = 2) -> None:

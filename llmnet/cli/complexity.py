@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, LiveProgress, RayOption, err, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, LiveProgress, RayOption, check_ray, err, out, parse_sets, user_errors
 
 complexity_app = typer.Typer(no_args_is_help=True, help="ComplexityNet: label tasks by running tiers, train a "
                                                         "router on the labels, evaluate it on held-out tasks.")
@@ -59,6 +59,7 @@ def label(tiers_file: Path = typer.Argument(..., metavar="TIERS", help="tiers fi
     from llmnet.complexity.tiers import load_tiers
     from llmnet.tasks.datasets import load_dataset
 
+    ray = check_ray(ray)
     tiers = load_tiers(tiers_file, gate, parse_sets(set_))
     queries = load_dataset(data, limit, seed)
 

@@ -10,7 +10,7 @@ import typer
 
 from rich.markup import escape
 
-from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, err, fail, local_model_problems, one_line, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, check_ray, err, fail, local_model_problems, one_line, parse_sets, user_errors
 from llmnet.cli.common import out as stdout
 
 
@@ -45,6 +45,7 @@ def run(file: Path = typer.Argument(..., help="network file"),
     from llmnet.network.graph import load_network
     from llmnet.tasks.datasets import load_dataset_counted
 
+    ray = check_ray(ray)
     if max_cost is not None and not (0 <= max_cost < float("inf")):  # also refuses nan and inf
         fail(["--max-cost must be a number >= 0 (finite)"])
     check_out_dir(Path(out) if out.strip() else Path(""), given=out)

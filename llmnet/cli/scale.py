@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, fail, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, check_ray, fail, out, parse_sets, user_errors
 
 
 @user_errors
@@ -34,6 +34,7 @@ def scale(file: Optional[Path] = typer.Argument(None, help="a Vote (generator + 
     """
     from llmnet.scaling.experiment import analyse_pools, parse_ks, run_scaling, summary_lines
 
+    ray = check_ray(ray)
     if buckets not in ("easy_hard", "quantile"):
         fail([f"--buckets must be easy_hard or quantile, not '{buckets}'"])
     k_list = parse_ks(ks)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from llmnet.cli.common import DEFAULT_CACHE, SetOption, err, out, parse_sets, user_errors
+from llmnet.cli.common import DEFAULT_CACHE, RayOption, SetOption, check_ray, err, out, parse_sets, user_errors
 
 
 @user_errors
@@ -22,11 +22,13 @@ def sweep(file: Path = typer.Argument(..., help="network file"),
           no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the cache"),
           concurrency: int = typer.Option(64, "--concurrency", min=1, max=100_000, help="queries in flight at once"),
           seed: int = typer.Option(0, "--seed", help="seeds vote tie-breaks and generated datasets"),
-          no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar")) -> None:
+          no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
+          ray: Optional[str] = RayOption) -> None:
     """Sweep parameters. Example: llmnet sweep graphs/refine_chain.yaml --grid L=0,1,2,4 --data arithmetic:n=40 --out runs/L"""
     from llmnet.execute.sweep import grid_points, parse_grid, sweep as run_sweep, write_sweep
     from llmnet.tasks.datasets import load_dataset
 
+    ray = check_ray(ray)
     parsed = parse_grid(grid)
     queries = load_dataset(data, limit, seed)
     total = len(grid_points(parsed))
@@ -45,7 +47,7 @@ def sweep(file: Path = typer.Argument(..., help="network file"),
 
     try:
         result = run_sweep(file, parsed, queries, params=parse_sets(set_), cache_path=None if no_cache else cache,
-                           out_dir=out_dir, concurrency=concurrency, seed=seed, on_point=on_point)
+                           out_dir=out_dir, concurrency=concurrency, seed=seed, on_point=on_point, ray=ray)
     finally:
         if bar is not None:
             bar.stop()

@@ -22,17 +22,27 @@ llmnet only decides what travels:
   killed) is sent again, to the replacement; the samples it had paid are in the cache,
   so nothing is paid twice. After ``MAX_RESENDS`` deaths in a row for one query its error
   is recorded on it, like any other failure.
+- **A bad address fails fast.** No address means ``$RAY_ADDRESS`` when set, else a new local
+  Ray. An address is probed before ``ray.init`` (``probe``: TCP connect and the HTTP/2
+  preface a gRPC head answers, 3 s at most), so a wrong host or port is one line within
+  seconds instead of ``ray.init``'s 40 s and more of retries.
 
 Results equal a local run's for the same seeds in every field but timings
-(``latency_s``); a query sent again after its worker died counts the samples the dead
-worker had paid as cache hits. ``max_in_flight`` in the summary is the sum of the
-workers' peaks.
+(``latency_s``), also after a resume or a dead worker: every query is sent with the run's
+``run_id`` (kept across resumes) and ``keep_text``, so a worker books the samples that an
+earlier process of the same run (a killed driver's worker, a dead worker) paid for this
+very query and node as paid, exactly as the local executor books a killed process's
+samples (``Engine._book``). ``max_in_flight`` in the summary is the sum of the workers'
+peaks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,12 +54,14 @@ from llmnet.network.templates import render
 from llmnet.tasks.query import Query
 
 MAX_RESENDS = 3
+CONNECT_TIMEOUT_S = 3.0  # how long an address may take to answer before --ray gives up on it
 INSTALL_HINT = "Ray is not installed: pip install 'llmnet-compound[ray]' (or pip install ray)"
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    """Where and how wide: ``address`` of a running cluster (None or "local": start one here),
+    """Where and how wide: ``address`` of a running cluster (HOST:PORT, ray://HOST:PORT or "auto"),
+    "local" to start a new Ray here, or None for Ray's default (``$RAY_ADDRESS``, else a new local Ray);
     ``workers`` (default: the cluster's CPUs / ``cpus_per_worker``)."""
 
     address: str | None = None
@@ -66,14 +78,77 @@ def import_ray():
 
 
 def options_of(value: Any) -> RayOptions:
-    """``RunConfig.ray`` as options: a RayOptions, an address string, or True for a local Ray."""
+    """``RunConfig.ray`` as options: a RayOptions, an address string, or True / "" for Ray's default
+    (``$RAY_ADDRESS`` when set, else a new local Ray); "local" always starts a new local Ray."""
     if isinstance(value, RayOptions):
         return value
-    if value is True or value in ("", "local"):
+    if value is True or value == "":
         return RayOptions()
     if isinstance(value, str):
-        return RayOptions(address=value)
+        return RayOptions(address=value.strip())
     raise LlmnetError(f"ray= takes an address, 'local', True or RayOptions, not {value!r}")
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``ray://HOST:PORT`` as (host, port); LlmnetError otherwise."""
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LlmnetError(f"Ray address '{address}' is not HOST:PORT, ray://HOST:PORT, auto or local "
+                          f"(bare --ray starts a local Ray)")
+    return host, int(port)
+
+
+# An HTTP/2 client's first bytes (RFC 9113 section 3.4): the preface and an empty SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x04
+
+
+def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast unless ``address`` answers like a Ray head, within ``timeout`` seconds.
+
+    ``ray.init`` on an address where nothing listens, or where something other than Ray does,
+    retries for 40 s and more before it gives up (and a dropped packet can make it hang for
+    minutes). Ray's head (GCS) and its client server (``ray://``) are gRPC servers, and a gRPC
+    server answers the HTTP/2 connection preface with a SETTINGS frame; so: connect over TCP,
+    send the preface, and expect a SETTINGS frame back. Raises LlmnetError with one line saying
+    what failed.
+    """
+    import socket
+
+    host, port = host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.timeout:
+        raise LlmnetError(f"cannot reach Ray at {address}: no answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise LlmnetError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+    if len(head) < 9 or head[3] != _H2_SETTINGS:
+        raise LlmnetError(f"{address} is not a Ray cluster: something listens there, but it does not speak "
+                          f"gRPC (give the head's address, e.g. HOST:6379, or ray://HOST:10001)")
+
+
+def _address_to_probe(address: str) -> str | None:
+    """The HOST:PORT ``ray.init(address)`` would connect to, or None when it starts a local Ray."""
+    if address == "local":
+        return None
+    if address == "auto":
+        try:  # where `ray start` recorded its head; a private helper, so only used when it is there
+            from ray._private.services import canonicalize_bootstrap_address
+
+            return canonicalize_bootstrap_address("auto")
+        except Exception:
+            return None  # ray.init says itself, at once, that it found no cluster
+    return address
 
 
 def concurrency_share(concurrency: int, workers: int, index: int) -> int:
@@ -91,6 +166,55 @@ def split_limits(spec: Any, workers: int, index: int) -> Any:
     if limits.tpm:
         share["tpm"] = limits.tpm / workers
     return spec.model_copy(update={"limits": limits.model_copy(update=share)})
+
+
+def connect(address: str | None) -> bool:
+    """Join or start Ray unless this process already is on one; True when this call did it.
+
+    No address: ``$RAY_ADDRESS`` when set, else a new local Ray (never a cluster found by
+    scanning this machine's processes, as ``ray.init()`` alone would: on a shared machine it
+    may be anyone's). An address is probed first (``probe``), so a bad one fails in seconds.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    target = _address_to_probe(address)
+    if target is not None:
+        probe(target)
+    try:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise LlmnetError(f"cannot start or join Ray at {address}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return True
+
+
+def _joined_address(ray: Any, address: str | None, started: bool) -> str:
+    """What the summary calls the cluster: the address given, "local", or the head's address."""
+    if address:
+        return address
+    if started and not os.environ.get("RAY_ADDRESS"):
+        return "local"
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:
+        return os.environ.get("RAY_ADDRESS") or "(joined before)"
+
+
+@contextlib.contextmanager
+def ray_session(value: Any) -> Iterator[None]:
+    """Stay on Ray for several runs (a sweep's points): join or start it once, leave at the end.
+
+    ``value`` as ``RunConfig.ray``; None: no Ray. Runs inside find Ray initialised and neither
+    join nor shut it down.
+    """
+    started = value is not None and connect(options_of(value).address)
+    try:
+        yield
+    finally:
+        if started:
+            import_ray().shutdown()
 
 
 # ----------------------------------------------------------------------------- actors (defined lazily: ray is optional)
@@ -174,9 +298,16 @@ class _ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    async def run_query(self, query: Query, which: int = 0) -> dict[str, Any]:
+    async def run_query(self, query: Query, which: int = 0, run_id: str = "", keep_text: bool = False) -> dict[str, Any]:
+        """Run ``query`` under the driver's ``run_id`` and ``keep_text``: the samples an earlier (killed)
+        process of the same run paid for this query are booked as paid, as the local executor does;
+        this worker's own ``session`` stays its own (a replacement worker is another process)."""
+        engine = self.engines[which]
+        if run_id:
+            engine.run_id = run_id
+        engine.keep_text = keep_text
         try:
-            return await self.engines[which].run_query(query)
+            return await engine.run_query(query)
         except BudgetExceeded as exc:
             return {"__budget__": str(exc)}
 
@@ -205,16 +336,10 @@ class RayEngine:
 
         self.ray, self.network, self.seed, self.max_cost = ray, network, seed, max_cost
         self.networks = list(networks or [network])
-        self.started = not ray.is_initialized()
         if options.workers is not None and options.workers < 1:
             raise LlmnetError(f"Ray workers must be at least 1, not {options.workers}")
-        if self.started:
-            address = None if options.address in (None, "", "local") else options.address
-            try:
-                ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise LlmnetError(f"cannot start or join Ray at {address or 'a new local instance'}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        self.started = connect(options.address)
+        address = _joined_address(ray, options.address, self.started)
         cpus = ray.cluster_resources().get("CPU", 1)
         self.workers = options.workers or max(1, int(cpus // options.cpus_per_worker))
         self.cpus = options.cpus_per_worker
@@ -232,7 +357,9 @@ class RayEngine:
         self.nodes: set[str] = set()
         self.models: dict[str, _Peak] = {m: _Peak() for net in self.networks for m in net.models_used()
                                          if m in net.spec.models}
-        self.address = options.address or "local"
+        self.address = address
+        self.run_id = secrets.token_hex(8)  # what Engine carries for who-paid accounting; arun sets the run's
+        self.keep_text = False
 
     def _spawn(self, index: int) -> Any:
         return self._worker_cls.remote(self.networks, self.cache_server, self.max_cost, self.seed, self.workers, index)
@@ -248,7 +375,7 @@ class RayEngine:
         for attempt in range(MAX_RESENDS + 1):
             actor = self.slots[slot]
             try:
-                record = await actor.run_query.remote(query, which)
+                record = await actor.run_query.remote(query, which, self.run_id, self.keep_text)
             except self.ray.exceptions.RayActorError as exc:
                 if self.slots[slot] is actor:  # the first query to see the death replaces the worker
                     self.slots[slot] = self._spawn(slot)

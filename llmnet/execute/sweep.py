@@ -66,19 +66,33 @@ def _label(point: Mapping[str, Any]) -> str:
 async def asweep(path: str | Path, grid: Mapping[str, Sequence[Any]], queries: list[Query], *,
                  params: Mapping[str, Any] | None = None, cache_path: Path | None = None,
                  out_dir: Path | None = None, concurrency: int = 64, seed: int = 0,
-                 backends: Mapping[str, Any] | None = None, on_point: Any = None) -> dict[str, Any]:
+                 backends: Mapping[str, Any] | None = None, on_point: Any = None, ray: Any = None) -> dict[str, Any]:
     """Run the network file at every grid point on ``queries``; returns the sweep as plain data.
 
     Every point is loaded and validated before any runs, so a bad value fails before money is
-    spent. With ``out_dir``, each point's results go to ``out_dir/points/NAME=V,...``.
+    spent. With ``out_dir``, each point's results go to ``out_dir/points/NAME=V,...``. ``ray``: run
+    each point on Ray workers (``RunConfig.ray``), Ray joined (or started) once for all points.
     """
+    options = dict(params=params, cache_path=cache_path, out_dir=out_dir, concurrency=concurrency, seed=seed,
+                   backends=backends, on_point=on_point, ray=ray)
+    if ray is None:
+        return await _asweep(path, grid, queries, **options)
+    from llmnet.execute.cluster import ray_session
+
+    with ray_session(ray):
+        return await _asweep(path, grid, queries, **options)
+
+
+async def _asweep(path: str | Path, grid: Mapping[str, Sequence[Any]], queries: list[Query], *,
+                  params: Mapping[str, Any] | None, cache_path: Path | None, out_dir: Path | None, concurrency: int,
+                  seed: int, backends: Mapping[str, Any] | None, on_point: Any, ray: Any) -> dict[str, Any]:
     points = grid_points(grid)
     networks = [load_network(path, {**dict(params or {}), **p}) for p in points]
     rows = []
     for point, network in zip(points, networks):
         config = RunConfig(out_dir=out_dir / "points" / _label(point) if out_dir else None, cache_path=cache_path,
                            concurrency=concurrency, progress=False, seed=seed, keep_results=False,
-                           backends=dict(backends) if backends else None)
+                           backends=dict(backends) if backends else None, ray=ray)
         s = (await arun(network, queries, config)).summary
         low, high = wilson_interval(s["correct"], s["graded"])
         rows.append({"params": point, "network": network.name, "accuracy": s["accuracy"], "ci95": [low, high],

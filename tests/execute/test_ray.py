@@ -88,6 +88,23 @@ def lines(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def payers(cache) -> set[str]:
+    """The processes (sessions) that paid for the samples in a cache file."""
+    rows = sqlite3.connect(cache).execute("SELECT paid_by FROM samples").fetchall()
+    return {paid_by.rsplit("\x1f", 1)[-1] for (paid_by,) in rows}
+
+
+def same_as_local(ours: list[dict], theirs: list[dict]) -> None:
+    """Every field of every record equal, timings aside (answers, usage, cache hits, traces)."""
+    assert [r["id"] for r in ours] == [r["id"] for r in theirs]
+    for mine, local in zip(without_timings(ours), without_timings(theirs)):
+        assert mine == local, mine["id"]
+
+
+SUMMED = ("queries", "accuracy", "correct", "samples", "errors", "calls", "attempts", "cache_hits", "prompt_tokens",
+          "completion_tokens", "cost_usd", "cached_tokens", "cached_cost_usd")
+
+
 def test_two_nodes_give_the_local_results_and_resume_like_a_local_run(cluster, tmp_path):
     local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
     local = run_network(network(), QUERIES, RunConfig(out_dir=local_dir, cache_path=local_dir / "c.sqlite",
@@ -97,24 +114,35 @@ def test_two_nodes_give_the_local_results_and_resume_like_a_local_run(cluster, t
     whole = run_network(network(), QUERIES, config)
     assert whole.summary["ray"]["nodes"] == 2 and whole.summary["ray"]["workers"] == 2
     assert whole.summary["calls"] == 40 and whole.summary["cache_hits"] == 0
+    same_as_local(lines(ray_dir / "results.jsonl"), lines(local_dir / "results.jsonl"))
+    paid_first = payers(ray_dir / "c.sqlite")
     # a run killed half-way leaves the first lines: the same command resumes from them and runs the rest
     first = (ray_dir / "results.jsonl").read_text().splitlines()[:20]
     (ray_dir / "results.jsonl").write_text("".join(line + "\n" for line in first))
     full = run_network(network(), QUERIES, config)
-    # nothing is paid twice: the resumed records keep their 20 calls, the rest's 60 samples come from the cache
-    # (on Ray they are booked as cache hits; the local executor books a killed process's samples as paid)
-    assert full.summary["calls"] == 20 and full.summary["cache_hits"] == 60
     assert (ray_dir / "results.jsonl").read_text().splitlines()[:20] == first  # resumed (timings and all), not rerun
-    resumed, local_lines = lines(ray_dir / "results.jsonl"), lines(local_dir / "results.jsonl")
-    assert [(r["id"], r["answer"], r["correct"], r["trace"]["gen"]["answers"]) for r in resumed] == \
-        [(r["id"], r["answer"], r["correct"], r["trace"]["gen"]["answers"]) for r in local_lines]
-    assert without_timings(lines(ray_dir / "results.jsonl"))[:20] == without_timings(local_lines)[:20]
+    # the killed process's samples are booked as paid by the queries that paid them, as a local resume
+    # books them: the file equals the local run's in every field but timings ...
+    same_as_local(lines(ray_dir / "results.jsonl"), lines(local_dir / "results.jsonl"))
     summary = json.loads((ray_dir / "summary.json").read_text())
-    for field in ("queries", "accuracy", "correct", "samples", "errors"):
-        assert summary[field] == local.summary[field], field
+    for field in SUMMED:
+        assert summary[field] == local.summary[field] == full.summary[field], field
+    assert summary["calls"] == 40 and summary["cache_hits"] == 0
+    # ... and nothing was paid twice: no process of the resumed run paid for any sample
+    assert payers(ray_dir / "c.sqlite") == paid_first
+    rows = sqlite3.connect(ray_dir / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert rows == 3 * len(QUERIES)
     # budgets are split over the workers, and said so
     assert summary["ray"]["per_worker_limits"]["sim"] == {"concurrency": [4, 4], "rpm": 30000.0, "tpm": None}
     assert summary["max_in_flight"]["sim"] <= 8
+
+
+def test_keep_text_reaches_the_workers(cluster, tmp_path):
+    local = run_network(network(0), QUERIES[:6], RunConfig(cache_path=tmp_path / "l.sqlite", keep_text=True))
+    remote = run_network(network(0), QUERIES[:6], RunConfig(cache_path=tmp_path / "r.sqlite", keep_text=True,
+                                                            ray=RayOptions(workers=2)))
+    assert all(len(r["trace"]["gen"]["texts"]) == 3 for r in remote.results)
+    same_as_local(remote.results, local.results)
 
 
 def test_max_cost_holds_for_the_whole_cluster(cluster, tmp_path):
@@ -160,12 +188,10 @@ def test_a_worker_killed_mid_run(cluster, tmp_path):
     s = report.summary
     assert s["complete"] and s["errors"] == 0 and s["queries"] == len(QUERIES)
     assert s["ray"]["worker_restarts"] >= 1
-    ours, theirs = lines(ray_dir / "results.jsonl"), lines(local_dir / "results.jsonl")
-    keep = ("id", "answer", "correct", "error", "truth", "samples")
-    assert [{k: r[k] for k in keep} for r in ours] == [{k: r[k] for k in keep} for r in theirs]
-    assert [r["trace"]["gen"]["answers"] for r in ours] == [r["trace"]["gen"]["answers"] for r in theirs]
+    # the re-sent queries book what the dead worker had paid for them as paid: the local run's records
+    same_as_local(lines(ray_dir / "results.jsonl"), lines(local_dir / "results.jsonl"))
     # nothing paid twice: a re-sent query found what the dead worker had paid in the driver's cache
-    assert s["samples"] == 3 * len(QUERIES) and s["calls"] <= len(QUERIES)
+    assert s["samples"] == 3 * len(QUERIES) and s["calls"] == len(QUERIES) and s["cache_hits"] == 0
     rows = sqlite3.connect(ray_dir / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     assert rows == 3 * len(QUERIES)
 
@@ -197,11 +223,7 @@ def test_a_driver_killed_mid_run_resumes_like_a_local_run(cluster, tmp_path):
                            timeout=300)
     assert again.returncode == 0, again.stderr
     assert json.loads((ray_dir / "summary.json").read_text())["complete"]
-    keep = ("id", "answer", "correct", "error", "truth", "samples")
-    assert [{k: r[k] for k in keep} for r in lines(results)] == \
-        [{k: r[k] for k in keep} for r in lines(local_dir / "results.jsonl")]
-    assert [r["trace"]["gen"]["answers"] for r in lines(results)] == \
-        [r["trace"]["gen"]["answers"] for r in lines(local_dir / "results.jsonl")]
+    same_as_local(lines(results), lines(local_dir / "results.jsonl"))
     paid = sqlite3.connect(ray_dir / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     assert paid == sqlite3.connect(local_dir / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0]
 
@@ -238,3 +260,59 @@ def test_ray_without_the_extra_says_how_to_install(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "pip install 'llmnet-compound[ray]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sweep_on_ray_equals_the_local_sweep(cluster, tmp_path):
+    """``llmnet sweep ... --ray ADDRESS`` (in process: the test's driver is already on the cluster)."""
+    from typer.testing import CliRunner
+
+    from llmnet.cli.main import app
+
+    net = tmp_path / "net.yaml"
+    net.write_text(NETWORK.format(latency=0).replace("  gen: {kind: generator, model: sim, samples: 3}\n",
+                                                     "  gen:\n    kind: generator\n    model: sim\n    samples: ${K}\n")
+                   + "params: {K: 1}\n")
+    results = {}
+    for name, extra in (("local", []), ("ray", ["--ray", cluster.address])):
+        done = CliRunner().invoke(app, ["sweep", str(net), "--grid", "K=1,3", "--data", "arithmetic:n=10",
+                                        "--out", str(tmp_path / name), "--cache", str(tmp_path / f"{name}.sqlite"),
+                                        "--no-progress", *extra])
+        assert done.exit_code == 0, done.output
+        results[name] = json.loads((tmp_path / name / "sweep.json").read_text())
+    for mine, local in zip(results["ray"]["points"], results["local"]["points"]):
+        assert mine == local
+    for point in ("K=1", "K=3"):
+        assert without_timings(lines(tmp_path / "ray" / "points" / point / "results.jsonl")) == \
+            without_timings(lines(tmp_path / "local" / "points" / point / "results.jsonl"))
+        assert json.loads((tmp_path / "ray" / "points" / point / "summary.json").read_text())["ray"]["workers"] == 2
+
+
+def test_bare_ray_starts_a_local_ray(tmp_path):
+    """``llmnet run --ray FILE ...``: no address and no $RAY_ADDRESS start a new local Ray."""
+    net = tmp_path / "net.yaml"
+    net.write_text(NETWORK.format(latency=0))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env[MONITOR] = "0"
+    done = subprocess.run([sys.executable, "-m", "llmnet", "run", "--ray", str(net), "--data", "arithmetic:n=6",
+                           "--out", str(tmp_path / "o"), "--no-cache", "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["ray"]["address"] == "local" and summary["ray"]["nodes"] == 1 and summary["queries"] == 6
+
+
+def test_a_sweep_joins_ray_once_for_all_its_points(tmp_path):
+    """``llmnet sweep --ray ...`` starts one local Ray for every point, not one per point."""
+    net = tmp_path / "net.yaml"
+    net.write_text(NETWORK.format(latency=0).replace("  gen: {kind: generator, model: sim, samples: 3}\n",
+                                                     "  gen:\n    kind: generator\n    model: sim\n    samples: ${K}\n")
+                   + "params: {K: 1}\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env[MONITOR] = "0"
+    done = subprocess.run([sys.executable, "-m", "llmnet", "sweep", str(net), "--grid", "K=1,2,3", "--data",
+                           "arithmetic:n=4", "--out", str(tmp_path / "s"), "--no-cache", "--no-progress", "--ray"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    heads = {json.loads((tmp_path / "s" / "points" / f"K={k}" / "summary.json").read_text())["ray"]["address"]
+             for k in (1, 2, 3)}
+    assert len(heads) == 1 and ":" in heads.pop()  # one Ray instance, named by its head's address
