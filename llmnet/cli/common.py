@@ -30,7 +30,7 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(text))
 
 
-class _OneLineErrors(TyperGroup):
+class OneLineErrors(TyperGroup):
     """Usage mistakes (bad option values, unknown options) as one ``error:`` line, exit 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -70,7 +70,7 @@ def _plain_flags(command: Any) -> None:
         _plain_flags(sub)
 
 
-_state = {"debug": False}
+cli_state = {"debug": False}
 DEFAULT_CACHE = Path(".llmnet-cache/samples.sqlite")
 SetOption = typer.Option(None, "--set", help="override a parameter, e.g. --set K=15 (repeatable)")
 RayOption = typer.Option(None, "--ray", metavar="[ADDRESS]", help="shard queries over Ray workers: bare --ray starts "
@@ -126,7 +126,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (LlmnetError, OSError) as exc:  # a user's mistake or an unusable path: one line, exit 2
-            if _state["debug"]:
+            if cli_state["debug"]:
                 raise
             if isinstance(exc, SpecError):
                 fail([p.format() for p in exc.problems])

@@ -15,12 +15,12 @@ import typer
 
 from llmnet.cli import run, scale, serve, show, smart, sweep
 from llmnet.cli.batch import batch_app
-from llmnet.cli.common import (SetOption, _OneLineErrors, _state, err, fail, local_model_problems, out, parse_sets,
+from llmnet.cli.common import (SetOption, OneLineErrors, cli_state, err, fail, local_model_problems, out, parse_sets,
                                user_errors)
 from llmnet.cli.complexity import complexity_app
 from llmnet.errors import SpecError
 
-app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="llmnet: compound-inference networks of LLM calls, declared in YAML.")
 
 def _print_version(value: bool) -> None:
@@ -35,7 +35,7 @@ def _print_version(value: bool) -> None:
 def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors"),
           version: bool = typer.Option(False, "--version", help="print llmnet's version and exit", is_eager=True,
                                        callback=_print_version)) -> None:
-    _state["debug"] = debug
+    cli_state["debug"] = debug
 
 
 @app.command()
@@ -54,7 +54,7 @@ def validate(files: list[Path] = typer.Argument(..., help="network files"),
             problems = local_model_problems(net)
             problems += run.prompt_field_problems(net, queries, data, file) if queries is not None else []
         except SpecError as exc:
-            if _state["debug"]:
+            if cli_state["debug"]:
                 raise
             lines += [p.format() for p in exc.problems]
             continue
