@@ -29,7 +29,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
@@ -61,6 +61,7 @@ V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
+_NO_LOCK = nullcontext()
 
 
 class SampleCache:
@@ -178,25 +179,40 @@ class SampleCache:
         if count:
             fcntl.lockf(self._claims, fcntl.LOCK_UN, 1, byte)
 
-    def put_rows(self, rows: list[tuple], meta: list[tuple] = ()) -> None:
+    def put_rows(self, rows: list[tuple], meta: list[tuple] = (), db: sqlite3.Connection | None = None) -> None:
         """Many (key, seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts) rows, and
-        (key, seed, meta JSON) rows for samples a server said more about, in one transaction."""
-        with self._lock, self._guard():
-            self._db.execute("BEGIN")
+        (key, seed, meta JSON) rows for samples a server said more about, in one transaction; on ``db``
+        (a connection from ``connect_writer``, used by one thread) or else on this cache's own."""
+        with (self._lock if db is None else _NO_LOCK), self._guard():
+            db = self._db if db is None else db
+            db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 if meta:
-                    self._db.executemany("INSERT OR IGNORE INTO sample_meta VALUES (?, ?, ?)", meta)
+                    db.executemany("INSERT OR IGNORE INTO sample_meta VALUES (?, ?, ?)", meta)
                     self._has_meta = True
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
 
-    def stop_autocheckpoint(self) -> None:
-        """Commits no longer checkpoint (and fsync) on this connection: the caller checkpoints elsewhere."""
-        with self._lock:
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
+    def connect_writer(self) -> sqlite3.Connection:
+        """A second connection for a writer thread (``llmnet.execute.commits``): its commits never
+        wait for this cache's lock, reads on the loop go on beside them (WAL), and it checkpoints
+        only when asked (``checkpoint``), on that thread."""
+        with self._guard():
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        return db
+
+    def checkpoint(self, db: sqlite3.Connection) -> None:
+        """A passive WAL checkpoint on ``db``; one that fails is harmless (the next or closing catches up)."""
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
 
     def __len__(self) -> int:
         with self._lock, self._guard():
