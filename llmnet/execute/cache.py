@@ -28,7 +28,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS sample_meta (
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
+_SELECT_SQL = "SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts FROM samples"
+_RANGE_SQL = f"{_SELECT_SQL} WHERE key = ? AND seed BETWEEN ? AND ?"
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
 _NO_LOCK = nullcontext()
 
@@ -95,14 +97,17 @@ class SampleCache:
         try:
             yield
         except sqlite3.Error as exc:
-            detail = str(exc)
-            if "full" in detail:
-                fix = "free disk space or pass --cache on another disk"
-            elif "locked" in detail or "busy" in detail:
-                fix = "another process holds it too long; try again or pass another --cache"
-            else:
-                fix = "delete it (its samples will be paid for again) or pass another --cache"
-            raise CacheError(f"sample cache {self.path} is unusable ({detail}): {fix}") from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> CacheError:
+        detail = str(exc)
+        if "full" in detail:
+            fix = "free disk space or pass --cache on another disk"
+        elif "locked" in detail or "busy" in detail:
+            fix = "another process holds it too long; try again or pass another --cache"
+        else:
+            fix = "delete it (its samples will be paid for again) or pass another --cache"
+        return CacheError(f"sample cache {self.path} is unusable ({detail}): {fix}")
 
     def _migrate(self) -> None:
         tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -118,27 +123,38 @@ class SampleCache:
         self._db.execute("SELECT COUNT(*) FROM samples WHERE key = ''").fetchone()  # reads a page: garbage fails here
         self._has_meta = self._db.execute("SELECT EXISTS (SELECT 1 FROM sample_meta)").fetchone()[0] == 1
 
-    def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:
+    def get_many(self, key: str, seeds: Sequence[int]) -> dict[int, Sample]:
         return {seed: row[0] for seed, row in self.get_paid(key, seeds).items()}
 
-    def get_paid(self, key: str, seeds: list[int]) -> dict[int, PaidRow]:
-        """Cached samples of ``key`` with who paid for them and the calls and attempts booked on them."""
-        if not seeds:
-            return {}
-        lo, hi = min(seeds), max(seeds)
-        with self._lock, self._guard():
-            if hi - lo + 1 == len(seeds):  # the usual case, a run of seeds: one range scan, one cached statement
-                rows = self._db.execute("SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts "
-                                        "FROM samples WHERE key = ? AND seed BETWEEN ? AND ?", (key, lo, hi)).fetchall()
-            else:
-                rows = self._db.execute(
-                    f"SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts FROM samples "
-                    f"WHERE key = ? AND seed IN ({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
-            meta = self._meta(key, seeds) if self._has_meta and rows else {}
-        return {seed: (Sample(text, p, c, **meta.get(seed, {})), by, calls, att)
-                for seed, text, p, c, by, calls, att in rows}
+    def get_paid(self, key: str, seeds: Sequence[int]) -> dict[int, PaidRow]:
+        """Cached samples of ``key`` with who paid for them and the calls and attempts booked on them.
 
-    def _meta(self, key: str, seeds: list[int]) -> dict[int, dict]:
+        On the executor's hot path (a call per query): no context managers, one cached statement."""
+        if type(seeds) is range and seeds.step == 1:  # the usual case, a run of seeds: one range scan
+            if not seeds:
+                return {}
+            lo, hi, run = seeds.start, seeds.stop - 1, True
+        else:
+            if not seeds:
+                return {}
+            lo, hi = min(seeds), max(seeds)
+            run = hi - lo + 1 == len(seeds) == len(set(seeds))
+        try:
+            with self._lock:
+                if run:
+                    rows = self._db.execute(_RANGE_SQL, (key, lo, hi)).fetchall()
+                else:
+                    rows = self._db.execute(f"{_SELECT_SQL} WHERE key = ? AND seed IN ({','.join('?' * len(seeds))})",
+                                            [key, *seeds]).fetchall()
+                meta = self._meta(key, seeds) if rows and self._has_meta else None
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        if meta:
+            return {seed: (Sample(text, p, c, **meta.get(seed, {})), by, calls, att)
+                    for seed, text, p, c, by, calls, att in rows}
+        return {seed: (Sample(text, p, c), by, calls, att) for seed, text, p, c, by, calls, att in rows}
+
+    def _meta(self, key: str, seeds: Sequence[int]) -> dict[int, dict]:
         rows = self._db.execute(f"SELECT seed, meta FROM sample_meta WHERE key = ? AND seed IN "
                                 f"({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
         return {seed: json.loads(meta) for seed, meta in rows}

@@ -33,7 +33,7 @@ from llmnet.errors import CacheError
 from llmnet.execute.cache import PaidRow, SampleCache
 
 CHECKPOINT_ROWS = 20_000  # the writer thread checkpoints the WAL (passive) after about this many rows
-BACKLOG_KEYS = 256  # keys put but not committed, beyond which the executor waits for a commit (``wait``)
+BACKLOG_KEYS = 512  # keys put but not committed, beyond which the executor waits for a commit (``wait``)
 
 
 class GroupCommit:
