@@ -2,8 +2,11 @@
 
 Key = hash(model identity, prompt, system, api, sampling parameters without n and seed,
 constrained choices, role context) and the sample's own seed (base seed + i). Asking
-for K=10 after K=5 finds samples 0..4 and pays only for 5..9. Each backend response is
-committed before it is used, so a killed run loses nothing it paid for.
+for K=10 after K=5 finds samples 0..4 and pays only for 5..9. The executor writes fresh
+samples through write-behind group commits on a writer thread (``llmnet.execute.commits``):
+a killed run loses at most the batch not yet committed, never corrupts the file, and
+nothing that depends on a sample (a result line, another process's claim) is visible
+before the sample is committed.
 
 Each row also says who paid for it (``paid_by``: run id, query and node, process) and
 what the call took (``calls``, ``attempts`` on the call's first sample), so a run
