@@ -99,14 +99,26 @@ class _Loaded:
             return cls._registry[key]
 
 
-PROMPT_BLOCK = 8  # prompt tokens per evaluation block (see _canonical)
+PROMPT_BLOCK = 8  # the smallest prompt evaluation block (see _blocks)
+
+
+def _blocks(n: int) -> list[int]:
+    """Where the canonical evaluation of ``n`` prompt tokens cuts them: every 8 tokens up to 32,
+    then blocks of half the position (16 up to 64, 32 up to 128, ...), so a shared preamble is
+    reused at a fine grain near the start and a long prompt costs few evaluations. The cuts
+    before ``n`` do not depend on ``n``; the last one is ``n``."""
+    cuts, pos = [], 0
+    while pos < n:
+        pos += max(PROMPT_BLOCK, (1 << (pos.bit_length() - 1)) // 2 if pos else PROMPT_BLOCK)
+        cuts.append(min(pos, n))
+    return cuts
 
 
 def _canonical(llama_class):
     """``Llama`` whose every generation starts from the prompt's canonical state (see the module doc).
 
     The canonical state of a prompt: all its tokens but the last evaluated from position 0 in
-    blocks of ``PROMPT_BLOCK`` tokens (the last block possibly shorter), then the last token alone.
+    the blocks ``_blocks`` cuts (the last block possibly shorter), then the last token alone.
     A block's state depends only on the tokens up to its end, computed the same way every time,
     so the whole blocks a prompt shares with the previous one (a few-shot preamble) are kept,
     not evaluated again, and the samples stay a pure function of the prompt."""
@@ -118,18 +130,23 @@ def _canonical(llama_class):
             tokens = list(tokens)
             head = tokens[:-1]
             if head != self._head or self.n_tokens < len(head):
-                keep = 0
-                if self._head is not None:  # the whole blocks both heads share
+                common = 0
+                if self._head is not None:  # the tokens both heads share
                     last = self._head
-                    limit = min(len(last) - len(last) % PROMPT_BLOCK, len(head), self.n_tokens)
-                    while keep < limit and last[keep] == head[keep]:
-                        keep += 1
-                    keep -= keep % PROMPT_BLOCK
+                    limit = min(len(last), len(head), self.n_tokens)
+                    while common < limit and last[common] == head[common]:
+                        common += 1
+                keep = 0  # the end of the whole blocks of both heads within the shared part
+                for cut in _blocks(common + 1)[:-1]:
+                    keep = cut
                 if keep == 0:
                     self.reset()
                 self.n_tokens = keep  # eval drops the cache past this point
-                for i in range(keep, len(head), PROMPT_BLOCK):
-                    self.eval(head[i:i + PROMPT_BLOCK])
+                start = keep
+                for cut in _blocks(len(head)):
+                    if cut > keep:
+                        self.eval(head[start:cut])
+                        start = cut
                 self._head = head
             # generate's own prefix match now keeps exactly `head` and evaluates the last prompt token alone
             return super().generate(tokens, *args, **kwargs)
