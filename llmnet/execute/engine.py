@@ -185,8 +185,9 @@ class Engine:
         """K samples for ``request`` (n = K), from the cache where possible, else paid for.
 
         What it took (calls, attempts, tokens, dollars) is added to ``usage``, failures included.
-        Fresh samples are committed in groups, one transaction per turn of the event loop
-        (``llmnet.execute.commits``), before they are returned: a killed run never pays for one again.
+        Fresh samples go to the cache's write-behind group commits (``llmnet.execute.commits``):
+        usable at once, committed off the loop, and nothing that depends on them (another
+        process's claim, a result line) becomes visible before they are on disk.
         ``payer`` (query and node) marks the samples paid here, so that a resumed run books the
         samples its killed process paid for as paid, not as cache hits (see ``_book``).
         """
@@ -201,20 +202,38 @@ class Engine:
         if lock is None:
             lock = asyncio.Lock()
         self._key_locks[key] = (lock, users + 1)
+        writer = self._writer
+        if writer is None and isinstance(self.cache, SampleCache):
+            writer = self._writer = GroupCommit(self.cache)
         try:
             async with lock:
+                if writer is not None:
+                    if writer.backlogged:
+                        await writer.wait()
+                    if writer.error is not None:
+                        raise writer.error
                 while not self.cache.claim(key):  # another process is paying for this key: wait for its rows
                     await asyncio.sleep(CLAIM_POLL_S)
                 try:
                     seeds = range(request.seed, request.seed + n)
-                    have = self._book(self.cache.get_paid(key, seeds), payer, limited, usage)
+                    pend = writer.pending.get(key) if writer is not None else None
+                    if pend and all(s in pend for s in seeds):  # put moments ago: nothing to read
+                        rows = {s: pend[s] for s in seeds}
+                    else:
+                        rows = self.cache.get_paid(key, seeds)
+                        if pend:
+                            rows.update((s, pend[s]) for s in seeds if s in pend)
+                    have = self._book(rows, payer, limited, usage)
                     if len(have) < n:
                         missing = [s for s in seeds if s not in have]
                         fresh = await self._fetch_runs(limited, request, _contiguous(missing), key, usage,
                                                        f"{self.run_id}\x1f{payer}\x1f{self.session}")
                         have.update(zip(missing, fresh))
                 finally:
-                    self.cache.release(key)
+                    if writer is not None:
+                        writer.release(key)  # once its fresh samples are committed
+                    else:
+                        self.cache.release(key)
         finally:
             lock, users = self._key_locks[key]
             if users == 1:
@@ -222,6 +241,13 @@ class Engine:
             else:
                 self._key_locks[key] = (lock, users - 1)
         return [have[s] for s in seeds]
+
+    def after_commit(self, fn: Any) -> None:
+        """Run ``fn`` once every sample paid so far is in the cache (at once without a cache)."""
+        if self._writer is None:
+            fn()
+        else:
+            self._writer.after_commit(fn)
 
     def _book(self, rows: dict[int, Any], payer: str, limited: Limited, usage: Usage) -> dict[int, Sample]:
         """Add cached samples to ``usage``: as paid when this run's earlier (killed) process paid for
@@ -294,21 +320,16 @@ class Engine:
             usage.cost_usd += price(limited.spec, p, c)
             usage.server_cached_tokens += sum(s.cached_tokens for s in fresh)
             if key is not None and fresh:
-                await self._commit(key, [(seed + j, s) for j, s in enumerate(fresh)], paid_by, attempted.attempts)
+                items = [(seed + j, s) for j, s in enumerate(fresh)]
+                if self._writer is not None:  # stored before anything else sees them (see ``samples``)
+                    self._writer.put(key, items, paid_by, 1, attempted.attempts)
+                else:  # another store (a Ray worker's proxy to the driver's cache): its own writes
+                    self.cache.put_many(key, items, paid_by, 1, attempted.attempts)
             got.extend(fresh)
         if len(got) < n:
             raise BackendError(f"model '{limited.backend.name}' returned {len(got)} of {n} samples after "
                                f"{MAX_REASKS} requests")
         return got
-
-    async def _commit(self, key: str, items: list[tuple[int, Sample]], paid_by: str, attempts: int) -> None:
-        """Store one call's fresh samples (its first carries the call and its attempts) before they are used."""
-        if not isinstance(self.cache, SampleCache):  # another store (a Ray worker's proxy): its own writes
-            self.cache.put_many(key, items, paid_by, 1, attempts)
-            return
-        if self._writer is None:
-            self._writer = GroupCommit(self.cache)
-        await self._writer.put(key, items, paid_by, 1, attempts)
 
     def _plan(self, network: Network) -> tuple[bool, list[tuple[str, Any, tuple[str, ...]]]]:
         """Per network, once: is it a chain, and each node's (name, spec, inputs) in order."""
@@ -385,11 +406,14 @@ class Engine:
         return record
 
     async def aclose(self) -> None:
-        """Close the backends and wait for the last cache commits (also after a cancellation)."""
-        if self._writer is not None:
-            await asyncio.shield(self._writer.aclose())
-        for limited in self.models.values():
-            await limited.backend.aclose()
+        """Close the backends and wait for the last cache commits (also after a cancellation); raises the
+        ``CacheError`` of a commit that failed."""
+        try:
+            if self._writer is not None:
+                await asyncio.shield(self._writer.aclose())
+        finally:
+            for limited in self.models.values():
+                await limited.backend.aclose()
 
 
 def query_fingerprint(query: Query) -> str:

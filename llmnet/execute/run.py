@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from llmnet.errors import BudgetExceeded, LlmnetError
+from llmnet.errors import BudgetExceeded, CacheError, LlmnetError
 from llmnet.execute.cache import SampleCache
 from llmnet.execute.engine import Engine, query_fingerprint
 from llmnet.execute.outdir import RESULTS, SUMMARY, atomic_write, open_run, run_identity
@@ -81,13 +81,19 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
     it = ((i, q) for i, q in enumerate(queries) if q.id not in done)
     written = _Written(out.tell() if out else 0)
 
+    def write(index: int, line: str) -> None:
+        out.write(line)
+        out.flush()
+        written.add(index, len(line))  # where the line is, not the line: memory stays flat
+
+    # a line is written once the samples it used are in the cache (see llmnet.execute.commits)
+    after_commit = getattr(engine, "after_commit", None) or (lambda fn: fn())
+
     def finish(index: int, rec: dict[str, Any]) -> None:
         totals.add(rec)
         if out:
             line = json.dumps(rec) + "\n"  # ASCII: any id or text, even a lone surrogate, is writable
-            out.write(line)
-            out.flush()
-            written.add(index, len(line))  # where the line is, not the line: memory stays flat
+            after_commit(lambda: write(index, line))
         if config.keep_results:
             report.results.append(rec)
         progress.advance(totals.total.cost_usd)
@@ -114,7 +120,11 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
         raise
     finally:
         progress.close()
-        await engine.aclose()
+        closing = None
+        try:
+            await engine.aclose()  # the last commits, and the result lines that waited for them
+        except CacheError as exc:  # a commit failed: what depends on it was never written
+            closing, stopped = exc, stopped or str(exc)
         if out:
             out.close()
         extra = {"complete": stopped is None and totals.queries >= len(queries),
@@ -127,6 +137,8 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
             atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
         if cache is not None:
             cache.close()
+        if closing is not None:
+            raise closing
     if report.results:
         order = {qid: i for i, qid in enumerate(ids)}
         report.results.sort(key=lambda r: order.get(r["id"], 0))

@@ -75,7 +75,9 @@ def test_full_disk_stops_the_run_with_one_cache_error(tmp_path, monkeypatch):
         real_init(self, path)
         self._db = FullDisk(self._db)
 
+    real_writer = SampleCache.connect_writer  # the writer thread's own connection fails alike
     monkeypatch.setattr(SampleCache, "__init__", init)
+    monkeypatch.setattr(SampleCache, "connect_writer", lambda self: FullDisk(real_writer(self)))
     with pytest.raises(CacheError, match="disk is full.*free disk space"):
         run_network(net(VOTE), arithmetic(5), RunConfig(cache_path=tmp_path / "c.sqlite", out_dir=tmp_path / "o"))
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())

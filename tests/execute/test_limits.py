@@ -4,9 +4,12 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from llmnet import loads_network
 from llmnet.backends.base import Sample
 from llmnet.backends.simulated import SimulatedBackend
+from llmnet.errors import CacheError
 from llmnet.execute import RunConfig, run_network
 from llmnet.execute.cache import SampleCache
 from llmnet.execute.commits import GroupCommit
@@ -88,24 +91,63 @@ def test_window_gives_back_an_overestimate_and_charges_an_overrun():
     asyncio.run(go())
 
 
-def test_group_commit_batches_a_turn_of_puts_and_commits_a_cancelled_callers_rows(tmp_path):
+def test_group_commit_batches_a_turn_of_puts_off_the_loop_and_holds_back_what_depends_on_them(tmp_path):
     cache = SampleCache(tmp_path / "c.sqlite")
+    seen = []
 
     async def go():
         writer = GroupCommit(cache)
-        puts = [asyncio.ensure_future(writer.put(f"k{i}", [(s, Sample(f"t{i}.{s}", 3, 1)) for s in range(5)]))
-                for i in range(200)]
-        await asyncio.sleep(0)
-        puts[7].cancel()  # its caller gives up: the rows it paid for are written all the same
-        await asyncio.gather(*puts, return_exceptions=True)
+        assert cache.claim("a" * 64)
+        for i in range(200):
+            writer.put(f"k{i}", [(s, Sample(f"t{i}.{s}", 3, 1)) for s in range(5)], "me", 1, 2)
+        assert writer.pending["k7"][4] == (Sample("t7.4", 3, 1), "me", 0, 0)  # usable before it is committed
+        assert writer.pending["k7"][0][2:] == (1, 2)  # the call and its attempts ride on the first sample
+        writer.put("a" * 64, [(0, Sample("claimed", 1, 1))])
+        writer.release("a" * 64)
+        held = dict(cache._held)  # the claim outlives the call until its sample is committed
+        other = SampleCache(tmp_path / "c.sqlite")
+        writer.after_commit(lambda: seen.append(len(other)))  # what another process would see by then
+        assert seen == [] and len(other) == 0
         await writer.aclose()
-        return writer.commits
+        other.close()
+        return writer.commits, held
 
-    commits = asyncio.run(go())
-    assert commits == 1  # 200 queries' samples in one transaction
-    assert len(cache) == 1000 and cache.get_many("k7", [0, 1, 2, 3, 4])[4].text == "t7.4"
+    commits, held = asyncio.run(go())
+    assert commits == 1  # 201 calls' samples in one transaction
+    assert held and not cache._held  # claimed while uncommitted, released after
+    assert seen == [1001]
+    assert len(cache) == 1001 and cache.get_many("k7", [0, 1, 2, 3, 4])[4].text == "t7.4"
     assert cache.get_many("k3", [4, 0])[0] == Sample("t3.0", 3, 1)  # seeds out of order still read
+    assert cache.get_paid("k3", range(5))[0][1:] == ("me", 1, 2)
     assert cache.integrity_ok()
+
+
+async def _until(condition):
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_a_failed_group_commit_stops_the_run_and_never_shows_what_depended_on_it(tmp_path):
+    cache = SampleCache(tmp_path / "c.sqlite")
+    seen = []
+
+    def full_disk(rows, meta=(), db=None):
+        raise CacheError(f"sample cache {cache.path} is unusable (database or disk is full): free disk space")
+
+    cache.put_rows = full_disk
+
+    async def go():
+        writer = GroupCommit(cache)
+        writer.put("k", [(0, Sample("t", 1, 1))])
+        writer.after_commit(lambda: seen.append("line"))
+        await asyncio.wait_for(_until(lambda: writer.error is not None), 10)
+        with pytest.raises(CacheError, match="full"):
+            writer.put("k2", [(0, Sample("t", 1, 1))])  # the next call learns at once
+        with pytest.raises(CacheError, match="full"):
+            await writer.aclose()
+
+    asyncio.run(go())
+    assert seen == []  # a result line that needed the lost samples is never written
 
 
 def test_results_file_is_in_dataset_order_when_queries_finish_out_of_order(tmp_path):
