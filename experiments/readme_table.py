@@ -97,13 +97,28 @@ def scaling_real(d: dict) -> str:
 
 
 def complexitynet_local(d: dict) -> str:
+    def acc(o: dict) -> str:
+        return f"{o['accuracy']:.3f} [{o['accuracy_ci'][0]:.3f}, {o['accuracy_ci'][1]:.3f}]"
+
+    def word(o: dict) -> str:  # the verdict against the majority baseline, shortened
+        v = o["verdict"].split(";")[0]
+        return "= majority" if v.startswith("not distinguishable") else "> majority" if v.startswith("above") \
+            else "< majority"
+
+    s = d["setting"]
+    tiers = d["tier_separation"]["tiers"]
+    out = [f"{s['n']} sums ({s['data']}), tiers " + " / ".join(
+        f"{t} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for t, v in tiers.items())]
+    for key, v in d["variants"].items():
+        succ = next((r for r in v["success"] if r["target"] == 0.3), None)
+        out.append(f"{key} ({s['folds']}-fold CV): router {acc(v['router_predicted'])} at cost "
+                   f"{v['router_predicted']['cost']:.2f} ({word(v['router_predicted'])}) vs {v['majority']['name']} "
+                   f"{acc(v['majority'])}, random at equal cost {acc(v['random_at_predicted_cost'])}"
+                   + (f", success@0.3 {acc(succ)} at cost {succ['cost']:.2f}" if succ else ""))
     h = d["headline"]
-    majority = (f"; majority tier end accuracy {h['majority_tier_accuracy']:.1%}" if "majority_tier_accuracy" in h
-                else "")
-    return (f"router tier accuracy {h['router_tier_accuracy']:.1%} vs most-common tier "
-            f"{h['majority_label_tier_accuracy']:.1%} and untuned LLM {h['llm_baseline_tier_accuracy']:.1%}; "
-            f"end accuracy {h['end_accuracy']:.1%} (always-top {h['always_top_accuracy']:.1%}{majority}) at "
-            f"{h['cost_reduction_vs_top']:.0%} less cost")
+    out.append(f"oracle {acc(h['oracle'])} at cost {h['oracle']['cost']:.2f}; always-{s['tiers'][-1]} "
+               f"{acc(h['always_top'])} at cost {h['always_top']['cost']:.2f}")
+    return "; ".join(out)
 
 
 def smart_paper(d: dict) -> str:
@@ -166,7 +181,7 @@ ROWS = [  # script, what it measures, output under experiments/out, headline
     ("scaling_local.py", "real SmolLM2 and Gemma-3-270M, Vote on sums and on multiple choice, fits on K <= 5",
      "scaling_local.json", scaling_local),
     ("scaling_real.py", "real gpt-3.5 pools (last letters), every fit per group", "scaling_real.json", scaling_real),
-    ("complexitynet_local.py", "ComplexityNet with real local tiers", "complexitynet_local/summary.json",
+    ("complexitynet_local.py", "ComplexityNet on a real SmolLM2 ladder (1 sample / vote-3 / vote-5), both label rules x TF-IDF / embeddings / both, 5-fold CV", "complexitynet_local/summary.json",
      complexitynet_local),
     ("smart_paper.py", "SMART in the paper's setting (simulated agreements)", "smart_paper.json", smart_paper),
     ("smart_guarantee.py", "how often each SMART bound's guarantee fails (simulated)", "smart_guarantee.json",
