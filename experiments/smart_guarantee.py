@@ -40,7 +40,8 @@ import numpy as np
 from smart_paper import CANDIDATES, DATASETS, REFERENCE
 
 from llmnet.smart.bounds import clopper_pearson
-from llmnet.smart.session import Candidate, SmartSession, Status, simulate_application, simulate_profiling
+from llmnet.smart.session import Candidate, SmartSession, Status
+from llmnet.smart.simulate import simulate_application, simulate_profiling
 
 N_ITEMS = 5_000
 DELTA = 0.10

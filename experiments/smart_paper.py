@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from llmnet.smart.plots import plot_bounds
-from llmnet.smart.session import Candidate, SmartSession, simulate_application, simulate_profiling, simulate_smart
+from llmnet.smart.session import Candidate, SmartSession
+from llmnet.smart.simulate import simulate_application, simulate_profiling, simulate_smart
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "smart" / "llm_result.csv"
 NAMES = {"imdb": "IMDB", "sms_spam": "SMS Spam", "ag_news": "AG News"}
