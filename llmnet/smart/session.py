@@ -50,8 +50,9 @@ cheaper candidate is dropped. With a mix that is premature: a candidate at 0.94 
 credits it with and so shrinks the reference's share. So here the single-model statuses
 are still kept (for reporting and ``plan(mix=False)``), but what runs and when profiling
 ends follow the mix: every candidate cheaper than the reference is profiled until
-crediting it with its own upper bound would save less per remaining item than it costs
-per profiled item (then more data on it cannot pay), and profiling ends at the first
+crediting it with its own upper bound would save less over the remaining items than
+profiling it on as many items again as so far would cost (a bound tightens appreciably
+only when its sample grows by a constant factor), and profiling ends at the first
 check where no further profiling is projected to make the plan cheaper: the plan's cost
 if profiling stopped now, ``R c_mix(now)``, against ``k`` more items of the reference and
 the profiled candidates, then ``(R - k) c_mix(k)`` (``k = 10, 20, 40, ... < R``), where
@@ -416,13 +417,17 @@ class SmartSession:
 
     def _drop_for_mix(self, base: Mapping[str, list[MixOption]]) -> None:
         """Stop profiling each candidate whose most optimistic credit (its own upper bound)
-        would save less per remaining item than profiling it costs per item."""
+        would save less over the remaining items than profiling it on as many items again
+        as so far costs (a confidence bound tightens appreciably only when its sample grows
+        by a constant factor)."""
         now = self._mix_cost(self._profiled, base, {})
+        remaining = self.n_items - self._profiled
         for m in sorted(self._mix_run):
             if not self._runs[m]:
                 continue
             best = self._bounds_now()[1][m]
-            if now - self._mix_cost(self._profiled, base, {m: best}) <= self.unit_cost(m):
+            gain = remaining * (now - self._mix_cost(self._profiled, base, {m: best}))
+            if gain <= self.unit_cost(m) * self._runs[m]:
                 self._mix_run.discard(m)
                 self._decided.setdefault(m, (self._profiled, "dropped-for-mix"))
 

@@ -10,7 +10,7 @@ import numpy as np
 from llmnet.errors import LlmnetError
 from llmnet.smart.session import Candidate, SmartPlan, SmartResult, SmartSession
 
-__all__ = ["simulate_smart", "simulate_profiling", "simulate_application"]
+__all__ = ["simulate_smart", "simulate_profiling", "simulate_application", "profile_items", "applied_agreement"]
 
 
 def simulate_profiling(session: SmartSession, agreement_rates: Mapping[str, float], rng: np.random.Generator) -> None:
@@ -31,6 +31,24 @@ def simulate_application(plan: SmartPlan, agreement_rates: Mapping[str, float], 
     agree = plan.profiled
     for m, count in plan.counts.items():
         agree += count if m == plan.reference else int(rng.binomial(count, agreement_rates[m]))
+    return agree / plan.n_items
+
+
+def profile_items(session: SmartSession, items: Mapping[str, np.ndarray]) -> None:
+    """Drive ``session`` to the end of profiling on a fixed table of items: ``items[m][i]``
+    says whether candidate ``m`` agrees with the reference on item ``i`` (``N`` entries each)."""
+    while session.profiling:
+        start, k = session.profiled, session.batch_limit()
+        session.observe({m: items[m][start:start + k] for m in session.to_run()[:-1]})
+
+
+def applied_agreement(plan: SmartPlan, items: Mapping[str, np.ndarray]) -> float:
+    """Realised agreement share over all items when ``plan`` is applied to the same table:
+    profiled items and the reference's block agree, model ``m``'s block agrees where
+    ``items[m]`` says so."""
+    agree = plan.profiled
+    for name, start, stop in plan.blocks:
+        agree += stop - start if name == plan.reference else int(np.count_nonzero(items[name][start:stop]))
     return agree / plan.n_items
 
 
