@@ -2,7 +2,8 @@
 
 ``session`` is the profiling state machine, ``bounds`` its confidence bounds, ``plots`` its
 picture, ``mix`` the model-mix optimisation, ``simulate`` the paper's simulations,
-``experiment`` runs it through the executor, ``router`` applies a saved plan as a gate router (kind ``smart``, registered on import).
+``experiment`` runs it through the executor, ``router`` applies a saved plan as a gate
+router (kind ``smart``, registered on import).
 """
 
 from llmnet._lazy import lazy_exports
