@@ -149,8 +149,10 @@ def summarise(rows: list[dict], seeds: int) -> dict:
     dearer = [{k: r[k] for k in ("dataset", "variant", "delta", "seed")} for r in rows
               if r["variant"].endswith("+mix") and r["plan_cost"] > r["single_plan_cost_same_profiling"] * (1 + 1e-9)]
     # run level: each mix variant's total cost against its own bound's single-model run on the same items
-    single = {(r["dataset"], r["variant"], r["delta"], r["seed"]): r["cost"] for r in rows if "+mix" not in r["variant"]}
-    dearer_run = [{k: r[k] for k in ("dataset", "variant", "delta", "seed")} for r in rows if r["variant"].endswith("+mix")
+    single = {(r["dataset"], r["variant"], r["delta"], r["seed"]): r["cost"]
+              for r in rows if "+mix" not in r["variant"]}
+    dearer_run = [{k: r[k] for k in ("dataset", "variant", "delta", "seed")} for r in rows
+                  if r["variant"].endswith("+mix")
                   and r["cost"] > single[(r["dataset"], r["variant"][:-4], r["delta"], r["seed"])] * (1 + 1e-9)]
     share = {d: next(r for r in per_dataset if (r["dataset"], r["variant"]) == (d, "anytime+mix"))["savings_total"]
              / next(r for r in per_dataset if (r["dataset"], r["variant"]) == (d, "faithful+mix"))["savings_total"]
