@@ -5,10 +5,12 @@ the authors measured on 100 real items; SMART runs for delta in {0.02, ..., 0.20
 0.95, 10 seeds. Agreement rates and per-item dollar costs are the authors' own
 measurements (``../shared/data/smart/llm_result.csv``: cost / items processed, so the
 completion tokens they measured, ~16 per item for davinci/babbage and ~1-2 for the chat
-and instruct models, are in). Profiling runs once per (bound, delta, seed) and both plans
-follow it for the faithful bound (the variants see the same draws); the anytime-valid
-bound with the mix profiles on its own, since it may stop profiling as soon as more items
-are not projected to make the mix cheaper (``SmartSession(stop_for_mix=...)``).
+and instruct models, are in). Each seed's items are drawn exactly as the authors'
+simulator draws them (``authors_items``), so seed s gives the items their seed s gave and
+every variant sees the same items. Profiling runs once per (bound, delta, seed) and both
+plans follow it for the faithful bound; the anytime-valid bound with the mix profiles on
+its own, for the mix (``SmartSession(stop_for_mix=...)``: it keeps profiling candidates
+that cannot serve alone while more items are projected to make the mix cheaper).
 
 Savings are total/total: the reference-only cost summed over the delta sweep divided by
 SMART's cost summed over it (per seed, then pooled over seeds); the per-seed spread is
