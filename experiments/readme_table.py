@@ -138,9 +138,10 @@ def smart_paper(d: dict) -> str:
 
 def smart_guarantee(d: dict) -> str:
     variants = next(iter(d["results"].values()))
-    worst = {v: max(r[v]["shortfall_rate"] for r in d["results"].values()) for v in variants}
-    return f"{d['seeds']} seeds per setting; worst shortfall rate " + ", ".join(
-        f"{v} {w:.1%}" for v, w in worst.items()) + f" (allowed {1 - d['gamma']:.0%})"
+    worst = {v: max(d["results"].values(), key=lambda r: r[v]["shortfall_rate"])[v] for v in variants}
+    return f"{d['seeds']} seeds per setting; worst shortfall rate [95% CI] " + ", ".join(
+        f"{v} {w['shortfall_rate']:.1%} [{w['shortfall_ci'][0]:.1%}, {w['shortfall_ci'][1]:.1%}]"
+        for v, w in worst.items()) + f" (allowed {1 - d['gamma']:.0%})"
 
 
 def smart_local(d: dict) -> str:

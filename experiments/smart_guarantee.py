@@ -22,9 +22,9 @@ model, mix}): how often the realised agreement over all N items falls short of 0
 guarantee holds when that rate <= 1 - gamma = 0.05), how often a candidate whose true
 agreement is below 0.90 is applied, how often a credited lower bound exceeds the truth,
 and the mean savings. The faithful variants share one profiling per seed; anytime+mix
-profiles on its own, since it stops profiling when more items are not projected to make
-the mix cheaper (``SmartSession(stop_for_mix=...)``). Then the anytime variants' savings
-as a share of the faithful ones' (target >= 80%).
+profiles on its own, for the mix: it keeps profiling candidates that cannot serve alone
+while more items are projected to make the mix cheaper (``SmartSession(stop_for_mix=...)``).
+Then the anytime variants' savings as a share of the faithful ones' (target >= 80%).
 
     .venv/bin/python experiments/smart_guarantee.py [--out DIR] [--seeds 1000]
 """
@@ -40,7 +40,8 @@ import numpy as np
 from smart_paper import CANDIDATES, DATASETS, REFERENCE
 
 from llmnet.smart.bounds import clopper_pearson
-from llmnet.smart.session import Candidate, SmartSession, Status, simulate_application, simulate_profiling
+from llmnet.smart.session import Candidate, SmartSession, Status
+from llmnet.smart.simulate import simulate_application, simulate_profiling
 
 N_ITEMS = 5_000
 DELTA = 0.10
@@ -72,7 +73,7 @@ def run_setting(setting: tuple, bound: str, seeds: int, default_items: int) -> d
     for seed in range(seeds):
         session = None
         for mix, t in tally.items():
-            # the anytime bound with the mix profiles on its own (it may stop for the mix)
+            # the anytime bound with the mix profiles on its own (for the mix)
             if session is None or (mix and bound == "anytime"):
                 session = SmartSession(n_items, Candidate("ref", ref_cost),
                                        [Candidate(m, c) for m, (_, c) in candidates.items()],

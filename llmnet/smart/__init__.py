@@ -1,8 +1,9 @@
 """Jo & Trummer, "SMART" (arXiv 2403.13835): profile cheaper models against a reference, then mix them.
 
 ``session`` is the profiling state machine, ``bounds`` its confidence bounds, ``plots`` its
-picture, ``mix`` the model-mix optimisation, ``experiment`` runs it through the executor,
-``router`` applies a saved plan as a gate router (kind ``smart``, registered on import).
+picture, ``mix`` the model-mix optimisation, ``simulate`` the paper's simulations,
+``experiment`` runs it through the executor, ``router`` applies a saved plan as a gate
+router (kind ``smart``, registered on import).
 """
 
 from llmnet._lazy import lazy_exports

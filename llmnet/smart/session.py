@@ -42,18 +42,26 @@ profiling, and the mix, which then credits each candidate with that one lower bo
 per-candidate level search). Failure can still come from the finite-sample luck of the
 applied items themselves, which the paper does not budget for either.
 
-Stopping for the mix (beyond the paper; ``stop_for_mix``, on by default for the anytime
-bound with ``mix=True``). The paper's early termination asks whether more profiling will
-make a *single* model satisfied. With a mix, every profiled item also tightens the lower
-bounds the mix credits, and the mix pays off long before a model is satisfied. At every
-check, the plan's cost if profiling stopped now, ``R c_mix(now)``, is compared with the
-projected cost of profiling ``k`` more items (``k = 10, 20, 40, ... < R``): ``k`` items of
-the reference and the unknown candidates, then ``(R - k) c_mix(k)``, where ``c_mix(k)``
-is the optimal mix's cost per item with each unknown candidate's counts moved along its
-observed rate (``s + k s/n`` agreements in ``n + k`` items). Profiling stops when no ``k``
-is projected to be cheaper. Only anytime-valid bounds may stop on such a data-dependent
-rule and keep their guarantee; with Clopper-Pearson it would add to the repeated-look
-problem, so the faithful variant never uses it.
+Profiling for the mix (beyond the paper; ``stop_for_mix``, on by default for the anytime
+bound with ``mix=True``). The paper profiles until a *single* model is settled: a candidate
+whose upper bound falls below ``1 - delta`` is dropped, and profiling ends once every
+cheaper candidate is dropped. With a mix that is premature: a candidate at 0.94 against a
+0.96 target can never serve alone, yet every profiled item raises the lower bound the mix
+credits it with and so shrinks the reference's share. So here the single-model statuses
+are still kept (for reporting and ``plan(mix=False)``), but what runs and when profiling
+ends follow the mix: every candidate cheaper than the reference is profiled until
+crediting it with its own upper bound would save less over the remaining items than
+profiling it on as many items again as so far would cost (a bound tightens appreciably
+only when its sample grows by a constant factor), and profiling ends at the first
+check where no further profiling is projected to make the plan cheaper: the plan's cost
+if profiling stopped now, ``R c_mix(now)``, against ``k`` more items of the reference and
+the profiled candidates, then ``(R - k) c_mix(k)`` (``k = 10, 20, 40, ... < R``), where
+``c_mix(k)`` is the optimal mix's cost per item with each profiled candidate's counts
+moved along its observed rate (``s + k s/n`` agreements in ``n + k`` items). Both rules
+run at checks about 2% of the profiled items apart (every check early on), for speed.
+Only anytime-valid bounds may profile on such data-dependent rules and keep their
+guarantee (the confidence sequences hold at every stopping time); with Clopper-Pearson it
+would add to the repeated-look problem, so the faithful variant never uses it.
 
 Driving a session::
 
@@ -78,8 +86,7 @@ from llmnet.errors import LlmnetError
 from llmnet.smart.bounds import DecisionTable, decision_table, get_bound, reach_probability
 from llmnet.smart.mix import MixOption, paper_levels, remaining_target, solve_mix, split_items
 
-__all__ = ["Candidate", "Status", "Check", "Decision", "SmartPlan", "SmartResult", "SmartSession",
-           "simulate_smart", "simulate_profiling", "simulate_application"]
+__all__ = ["Candidate", "Status", "Check", "Decision", "SmartPlan", "SmartResult", "SmartSession"]
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,10 @@ class SmartSession:
         self._history: list[Check] = []
         self._profiled = 0
         self._done = False
+        # profiling for the mix (module docstring): candidates cheaper than the reference still profiled
+        self._bounds_memo: tuple = (-1, None)
+        self._next_mix_check = 0
+        self._mix_run = {c.name for c in candidates if c.cost < reference.cost} if self.stop_for_mix else set()
         self._refresh()
 
     # -- state -------------------------------------------------------------------------
@@ -321,6 +332,11 @@ class SmartSession:
             if self._status[c.name] is Status.UNKNOWN:
                 unknown.append(c.name)
         self._unknown = tuple(unknown)
+        if self.stop_for_mix:
+            profiled = [c.name for c in self._order if c.name in self._mix_run]
+            self._run = (*profiled, self.reference.name)
+            self._done = not profiled or self._profiled >= self.n_items
+            return
         self._run = (*unknown, self.reference.name)
         if not unknown or self._profiled >= self.n_items:
             self._done = True
@@ -333,7 +349,7 @@ class SmartSession:
         (the reference included); the expected cost stands in for models left out."""
         if self._done:
             raise LlmnetError("profiling is over; call plan() or result()")
-        expected = set(self._unknown)
+        expected = set(self._run) - {self.reference.name}
         given = set(agreements)
         if given != expected:
             raise LlmnetError(
@@ -365,27 +381,31 @@ class SmartSession:
         self._decided[name] = (self._profiled, reason)
 
     def _check(self) -> None:
-        for m in self._unknown:
+        for m in self._run[:-1]:
             s, n = self._agree[m], self._runs[m]
-            if self._table.invalid(s, n):
-                self._mark(m, Status.INVALID, "bound")
-            elif self._table.satisfied(s, n):
-                self._mark(m, Status.SATISFIED, "bound")
+            if m in self._unknown:
+                if self._table.invalid(s, n):
+                    self._mark(m, Status.INVALID, "bound")
+                elif self._table.satisfied(s, n):
+                    self._mark(m, Status.SATISFIED, "bound")
             self._history.append(Check(self._profiled, m, s, n, self._status[m]))
         self._refresh()
-        if (
-            not self._done
-            and self.early_termination
-            and self._profiled >= self.termination_from
-            and self._expected_gain_gone()
-        ):
+        if self._unknown and self.early_termination and self._profiled >= self.termination_from \
+                and self._profiled < self.n_items and self._expected_gain_gone():
             for m in self._unknown:
                 self._mark(m, Status.INVALID, "early-termination")
             self._refresh()
-        if not self._done and self.stop_for_mix and self._profiled < self.n_items and self._mix_gain_gone():
-            for m in self._unknown:
-                self._decided[m] = (self._profiled, "stopped-for-mix")
-            self._done = True
+        if self.stop_for_mix and not self._done and self._profiled >= self._next_mix_check:
+            # the mix rules run at checks spaced by ~2% of the items profiled so far
+            step = self.check_every * max(1, round(0.02 * self._profiled / self.check_every))
+            self._next_mix_check = self._profiled + step
+            base = {c.name: self._mix_options(c.name) for c in self._order}
+            self._drop_for_mix(base)
+            if self._mix_run and self._mix_gain_gone(base):
+                for m in self._mix_run:
+                    self._decided.setdefault(m, (self._profiled, "stopped-for-mix"))
+                self._mix_run.clear()
+            self._refresh()
 
     def _mix_cost(self, profiled: int, base: Mapping[str, list[MixOption]], lowers: Mapping[str, float]) -> float:
         """Cost per item of the optimal mix over the items after ``profiled``, each model with
@@ -395,22 +415,40 @@ class SmartSession:
         target = remaining_target(self.delta, profiled, self.n_items)
         return solve_mix(costs, options, target, self.gamma, solver=self.mix_solver).cost_per_item
 
-    def _mix_gain_gone(self) -> bool:
+    def _drop_for_mix(self, base: Mapping[str, list[MixOption]]) -> None:
+        """Stop profiling each candidate whose most optimistic credit (its own upper bound)
+        would save less over the remaining items than profiling it on as many items again
+        as so far costs (a confidence bound tightens appreciably only when its sample grows
+        by a constant factor)."""
+        now = self._mix_cost(self._profiled, base, {})
+        remaining = self.n_items - self._profiled
+        for m in sorted(self._mix_run):
+            if not self._runs[m]:
+                continue
+            best = self._bounds_now()[1][m]
+            gain = remaining * (now - self._mix_cost(self._profiled, base, {m: best}))
+            if gain <= self.unit_cost(m) * self._runs[m]:
+                self._mix_run.discard(m)
+                self._decided.setdefault(m, (self._profiled, "dropped-for-mix"))
+
+    def _mix_gain_gone(self, base: Mapping[str, list[MixOption]]) -> bool:
         """Whether no amount of further profiling is projected to make the mix cheaper (module docstring)."""
         remaining = self.n_items - self._profiled
-        per_item = self.unit_cost(self.reference.name) + sum(self.unit_cost(m) for m in self._unknown)
-        base = {c.name: self._mix_options(c.name) for c in self._order}
+        profiled = self._run[:-1]
+        per_item = self.unit_cost(self.reference.name) + sum(self.unit_cost(m) for m in profiled)
         now = remaining * self._mix_cost(self._profiled, base, {})
         ks = self.check_every * 2 ** np.arange(max(int(np.ceil(np.log2(max(remaining / self.check_every, 1)))), 0))
         ks = ks[ks < remaining]
         bound = get_bound(self.bound)
-        moved = {m: bound.lower(np.minimum(self._agree[m] * (1 + ks / self._runs[m]), self._runs[m] + ks),
-                                self._runs[m] + ks, self.lower_error)
-                 for m in self._unknown if self._runs[m]}
-        for i, k in enumerate(ks):
+        names = [m for m in profiled if self._runs[m]]
+        s = np.array([self._agree[m] for m in names], dtype=float)
+        n = np.array([self._runs[m] for m in names], dtype=float)
+        for k in ks:
             if per_item * k >= now:
                 break
-            lowers = {m: float(v[i]) for m, v in moved.items()}
+            # each profiled candidate's counts moved along its observed rate (one bisection for all)
+            moved = bound.lower(np.minimum(s * (1 + k / n), n + k), n + k, self.lower_error)
+            lowers = {m: float(v) for m, v in zip(names, moved)}
             if k * per_item + (remaining - k) * self._mix_cost(self._profiled + int(k), base, lowers) < now:
                 return False
         return True
@@ -447,7 +485,20 @@ class SmartSession:
             levels = paper_levels(self.gamma)
             return [MixOption(c, float(b.lower(s, n, (1.0 - c) / 2.0))) for c in levels] + [MixOption(1.0, 0.0)]
         # anytime: the error is already split over candidates; one fixed bound each
-        return [MixOption(1.0, float(b.lower(s, n, self.lower_error)))]
+        return [MixOption(1.0, self._bounds_now()[0][name])]
+
+    def _bounds_now(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Every run candidate's anytime (lower, upper) bounds now: one bisection for all
+        (lower and upper errors are equal), memoised until the next item."""
+        if self._bounds_memo[0] != self._profiled:
+            names = [c.name for c in self._order if c.name != self.reference.name and self._runs[c.name]]
+            s = np.array([self._agree[m] for m in names], dtype=float)
+            n = np.array([self._runs[m] for m in names], dtype=float)
+            both = get_bound(self.bound).lower(np.concatenate([s, n - s]), np.concatenate([n, n]), self.lower_error)
+            k = len(names)
+            self._bounds_memo = (self._profiled, (dict(zip(names, map(float, both[:k]))),
+                                                  dict(zip(names, map(float, 1.0 - both[k:])))))
+        return self._bounds_memo[1]
 
     def plan(self, mix: bool | None = None) -> SmartPlan:
         """The application plan for the unprofiled items (after profiling); ``mix``
@@ -534,63 +585,3 @@ class SmartSession:
             reference_cost=self.n_items * self.unit_cost(self.reference.name),
             realised_agreement=realised_agreement,
         )
-
-
-def simulate_profiling(session: SmartSession, agreement_rates: Mapping[str, float], rng: np.random.Generator) -> None:
-    """Drive ``session`` to the end of profiling: candidate ``m`` agrees with the reference
-    on each item independently with probability ``agreement_rates[m]`` (the paper's
-    simulation)."""
-    while session.profiling:
-        todo = session.to_run()[:-1]
-        k = session.batch_limit()
-        draws = rng.random((len(todo), k)) < np.array([agreement_rates[m] for m in todo])[:, None]
-        session.observe(dict(zip(todo, draws)))
-
-
-def simulate_application(plan: SmartPlan, agreement_rates: Mapping[str, float], rng: np.random.Generator) -> float:
-    """Realised agreement share of the final output over all items when ``plan`` is
-    applied: profiled items and the reference's share agree, model ``m``'s items agree
-    with probability ``agreement_rates[m]`` each."""
-    agree = plan.profiled
-    for m, count in plan.counts.items():
-        agree += count if m == plan.reference else int(rng.binomial(count, agreement_rates[m]))
-    return agree / plan.n_items
-
-
-def simulate_smart(
-    agreement_rates: Mapping[str, float],
-    costs: Mapping[str, float],
-    n_items: int,
-    delta: float = 0.05,
-    gamma: float = 0.95,
-    bound: str = "clopper-pearson",
-    mix: bool = False,
-    seed: int | np.random.Generator = 0,
-    reference: str | None = None,
-    **session_options,
-) -> SmartResult:
-    """Run SMART on simulated items (``simulate_profiling``, then ``simulate_application``).
-
-    ``costs``: per-item cost of every model, the reference included (by default the most
-    expensive one); ``agreement_rates``: every other model's. The result carries the
-    realised agreement of the final output with the reference over all ``n_items``."""
-    ref = reference if reference is not None else max(costs, key=costs.__getitem__)
-    if ref not in costs:
-        raise LlmnetError(f"reference {ref!r} has no cost")
-    names = [m for m in costs if m != ref]
-    unknown = [m for m in names if m not in agreement_rates]
-    if unknown:
-        raise LlmnetError(f"no agreement rate for {unknown}")
-    rng = np.random.default_rng(seed)
-    session = SmartSession(
-        n_items,
-        Candidate(ref, costs[ref]),
-        [Candidate(m, costs[m]) for m in names],
-        delta=delta,
-        gamma=gamma,
-        bound=bound,
-        mix=mix,
-        **session_options,
-    )
-    simulate_profiling(session, agreement_rates, rng)
-    return session.result(realised_agreement=simulate_application(session.plan(), agreement_rates, rng))

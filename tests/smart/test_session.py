@@ -9,7 +9,8 @@ from numpy.testing import assert_allclose
 from llmnet.errors import LlmnetError
 from llmnet.smart.bounds import get_bound
 from llmnet.smart.plots import plot_bounds
-from llmnet.smart.session import Candidate, SmartSession, Status, simulate_smart
+from llmnet.smart.session import Candidate, SmartSession, Status
+from llmnet.smart.simulate import simulate_smart
 
 REF = Candidate("ref", 1.0)
 
@@ -200,7 +201,7 @@ def test_mix_never_dearer_than_single_model_at_dollar_costs(bound):
         for delta in (0.04, 0.06, 0.1):
             s = SmartSession(20_000, Candidate("gpt-4", costs["gpt-4"]),
                              [Candidate(m, c) for m, c in costs.items() if m != "gpt-4"], delta=delta, bound=bound)
-            from llmnet.smart.session import simulate_profiling
+            from llmnet.smart.simulate import simulate_profiling
             simulate_profiling(s, rates, np.random.default_rng(seed))
             single, mixed = s.plan(mix=False), s.plan(mix=True)
             assert mixed.expected_cost <= single.expected_cost * (1 + 1e-9) + 1e-12
@@ -215,7 +216,23 @@ def test_stop_for_mix_ends_profiling_early_and_keeps_the_bound():
     keep = simulate_smart(rates, costs, 5000, delta=0.05, bound="anytime", mix=True, seed=0, stop_for_mix=False)
     assert stop.profiled < keep.profiled
     assert stop.total_cost <= keep.total_cost
-    assert any(d.reason == "stopped-for-mix" for d in stop.decisions)
+    assert any(d.reason in ("stopped-for-mix", "dropped-for-mix") for d in stop.decisions)
     # all-agreeing profiles: the moved counts stay within their trials (no rounding past n)
     perfect = simulate_smart({"cheap": 1.0}, costs, 3000, delta=0.05, bound="anytime", mix=True, seed=0)
     assert perfect.realised_agreement >= 0.95
+
+
+def test_mix_keeps_profiling_a_candidate_that_can_never_serve_alone():
+    # 0.94 against a 0.96 target: the upper bound soon marks the candidate invalid, which ends
+    # the paper's profiling; for the mix every further item raises the credited lower bound and
+    # shrinks the reference's share, so the anytime mix profiles on and ends far cheaper
+    costs = {"ref": 1.0, "cheap": 0.03}
+    rates = {"cheap": 0.94}
+    on = simulate_smart(rates, costs, 5000, delta=0.04, bound="anytime", mix=True, seed=1)
+    off = simulate_smart(rates, costs, 5000, delta=0.04, bound="anytime", mix=True, seed=1, stop_for_mix=False)
+    invalid_at = next(d.at_item for d in off.decisions if d.name == "cheap")
+    assert off.profiled == invalid_at
+    assert on.profiled > 2 * invalid_at
+    assert on.decisions[0].status is Status.INVALID  # the single-model verdict is still kept
+    assert on.total_cost < 0.9 * off.total_cost
+    assert on.plan.counts["ref"] < off.plan.counts["ref"]
