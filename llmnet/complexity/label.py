@@ -172,7 +172,7 @@ async def _run_trials(tiers: Tiers, queries: list[Query], trials: int, cache_pat
             for t in range(trials):
                 engine = Engine(tiers.network_for(j, t), cache,
                                 backends={k: v.backend for k, v in shared.models.items()})
-                engine.models = shared.models  # one set of backends and limits for every tier-trial run
+                engine.share(shared)  # one set of backends, limits and cache writes for every tier-trial run
                 row.append(engine)
             engines.append(row)
     out: dict[str, list[list[dict[str, Any]]]] = {}

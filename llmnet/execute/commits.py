@@ -90,6 +90,15 @@ class GroupCommit:
                 self._drained = self._loop.create_future()
             await asyncio.shield(self._drained)
 
+    async def flushed(self) -> None:
+        """Until everything put so far is committed: at most the commit under way and the next one.
+        Raises the ``CacheError`` of a failed commit."""
+        target = self.commits + (self._busy is not None) + bool(self._rows)
+        while self.error is None and self.commits < target:
+            await self.wait()
+        if self.error is not None:
+            raise self.error
+
     def release(self, key: str) -> None:
         """Give up this process's claim on ``key`` once its samples put so far are committed."""
         if key in self.pending:

@@ -202,9 +202,7 @@ class Engine:
         if lock is None:
             lock = asyncio.Lock()
         self._key_locks[key] = (lock, users + 1)
-        writer = self._writer
-        if writer is None and isinstance(self.cache, SampleCache):
-            writer = self._writer = GroupCommit(self.cache)
+        writer = self._writer_for()
         try:
             async with lock:
                 if writer is not None:
@@ -241,6 +239,27 @@ class Engine:
             else:
                 self._key_locks[key] = (lock, users - 1)
         return [have[s] for s in seeds]
+
+    def _writer_for(self) -> GroupCommit | None:
+        if self._writer is None and isinstance(self.cache, SampleCache):
+            self._writer = GroupCommit(self.cache)
+        return self._writer
+
+    def share(self, other: "Engine") -> None:
+        """Use ``other``'s backends, limits, cache writer and per-prompt locks: engines over one cache
+        in one process then see each other's fresh samples (never paying twice for one) and
+        ``other.aclose()`` commits what all of them put."""
+        if other.cache is not self.cache:
+            raise LlmnetError("engines share a writer only over the same cache")
+        self.models, self.budget = other.models, other.budget
+        self._key_locks = other._key_locks
+        self._writer = other._writer_for()
+
+    async def committed(self) -> None:
+        """Until every sample paid so far is in the cache (at once without one); raises the
+        ``CacheError`` of a failed commit."""
+        if self._writer is not None:
+            await self._writer.flushed()
 
     def after_commit(self, fn: Any) -> None:
         """Run ``fn`` once every sample paid so far is in the cache (at once without a cache)."""

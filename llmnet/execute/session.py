@@ -114,6 +114,7 @@ class Session:
             ctx = QueryRun(self.engine, query, render(task.prompt, query.template_values()), task.answer)
             try:
                 result = await self.engine.run_graph(self.network, ctx)
+                await self.engine.committed()  # what it paid for is in the cache when it returns
             finally:
                 usage = ctx.total_usage()
                 self.total.add(usage)

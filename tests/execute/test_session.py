@@ -185,3 +185,28 @@ def test_public_helpers_validate_records_and_plain_traces():
     usage.calls = 2
     plain = plain_trace({"gen": {"usage": usage, "branch": "a"}})
     assert plain == {"gen": {"usage": usage.to_dict(), "branch": "a"}} and plain["gen"]["usage"]["calls"] == 2
+
+
+def test_engines_sharing_a_cache_writer_never_pay_twice_and_commit_together(tmp_path):
+    # Two engines over one cache in one process (as `complexity label` runs its tiers): the second
+    # sees the first's fresh, not yet committed samples, and the first's aclose commits both.
+    from llmnet.execute.engine import Engine
+
+    net = loads_network("models: {sim: {backend: simulated, model: s}}\ntask: {prompt: 'Q: {question}'}\n"
+                        "nodes:\n  gen: {kind: generator, model: sim, samples: 5}\n")
+    cache = SampleCache(tmp_path / "c.sqlite")
+    first, second = Engine(net, cache), Engine(net, cache)
+    second.share(first)
+
+    async def main():
+        a = await first.run_query(QUERIES[0])
+        b = await second.run_query(QUERIES[0])
+        await first.aclose()
+        return a, b
+
+    a, b = asyncio.run(main())
+    assert a["calls"] == 1 and b["calls"] == 0 and b["cache_hits"] == 5
+    assert len(cache) == 5
+    cache.close()
+    with pytest.raises(LlmnetError, match="same cache"):
+        Engine(net, None).share(first)
