@@ -83,6 +83,11 @@ class Outcome:
                 "cost_ci": list(self.cost_ci), "shares": list(self.shares), "verdict": self.verdict}
 
 
+def _signed(x: float) -> str:
+    """``+0.006``; a difference that three decimals would show as ``+0.000`` keeps two significant digits."""
+    return f"{x:+.3f}" if x == 0 or abs(x) >= 5e-4 else f"{x:+.1e}"
+
+
 def _compare(diff: np.ndarray, idx: np.ndarray, what: str) -> str:
     lo, hi = interval(diff, idx)
     d = float(diff.mean())
@@ -91,8 +96,8 @@ def _compare(diff: np.ndarray, idx: np.ndarray, what: str) -> str:
     elif hi < 0:
         word = "below"
     else:
-        return f"not distinguishable from {what} ({d:+.3f} [{lo:+.3f}, {hi:+.3f}])"
-    return f"{word} {what} ({d:+.3f} [{lo:+.3f}, {hi:+.3f}])"
+        word = "not distinguishable from"
+    return f"{word} {what} ({_signed(d)} [{_signed(lo)}, {_signed(hi)}])"
 
 
 @dataclass(frozen=True)

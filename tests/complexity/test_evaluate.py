@@ -140,3 +140,10 @@ def test_read_labels_names_a_tier_order_difference(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     with pytest.raises(ArtefactError, match=r"labels.jsonl:2: 'cost' lists the tiers in another order"):
         read_labels(path)
+
+
+def test_a_verdict_never_prints_a_nonzero_bound_as_zero():
+    from llmnet.complexity.report import _signed
+
+    assert _signed(0.0063) == "+0.006" and _signed(-0.2) == "-0.200" and _signed(0.0) == "+0.000"
+    assert _signed(1.2e-5) == "+1.2e-05" and _signed(-3e-4) == "-3.0e-04"
