@@ -138,6 +138,9 @@ def evaluate_command(
         features: str = typer.Option("tfidf", "--features", help="with --folds: tfidf, embedding or both"),
         target: Optional[float] = typer.Option(None, "--target", help="cost-aware target (default: the one "
                                                                       "chosen on validation)"),
+        budgets: Optional[str] = typer.Option(None, "--budgets", help="also the budget rule at these mean costs "
+                                                                      "per task (comma-separated, in the tiers' "
+                                                                      "cost unit), e.g. 2,3"),
         llm_baseline: Optional[str] = typer.Option(None, "--llm-baseline", help="also score the untuned baseline "
                                                                                 "with this local model, e.g. "
                                                                                 "smollm2-135m"),
@@ -158,12 +161,15 @@ def evaluate_command(
     from llmnet.complexity.label import read_labels
     from llmnet.errors import Problem, SpecError
 
+    budget_list = _floats(budgets, "--budgets") if budgets else []
+    if any(not b > 0 for b in budget_list):
+        raise SpecError(Problem("--budgets", budgets or "", "budgets are mean costs per task, each above 0"))
     if folds is not None:
         if router_path is not None or split is not None or llm_baseline:
             raise SpecError(Problem("--folds", "", "cross-validation trains its own routers: give no ROUTER, "
                                                    "--split or --llm-baseline with it"))
         report = cross_validate(read_labels(labels_path), folds, repeats, seed, progress=_progress("fold"),
-                                features=features)
+                                features=features, budgets=budget_list)
     else:
         if router_path is None:
             raise SpecError(Problem("ROUTER", "", "give a router JSON from 'llmnet complexity train', or --folds K"))
@@ -179,7 +185,7 @@ def evaluate_command(
         if llm_baseline:
             scores = llm_scores([(str(r["id"]), r["question"]) for r in records],
                                 {"backend": "local", "model": llm_baseline}, work=llm_work, cache_path=cache)
-        report = evaluate_router(records, model, target, scores)
+        report = evaluate_router(records, model, target, scores, budgets=budget_list)
     for line in report.summary_lines():
         out.print(line)
     json_path, png_path = report.write(out_dir)
