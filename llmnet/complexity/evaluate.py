@@ -200,9 +200,12 @@ def budget_rows(model: RouterModel, p_success: np.ndarray, success_targets: Sequ
     lambda is bisected (``fit_lambda``) on the training + validation tasks' predicted
     success (``meta.budget_calibration``), never on the evaluated tasks; read each row's
     realised cost in the report. Empty for an artefact without success models or
-    calibration (trained before the rule existed) unless ``budgets`` are asked for (then raises).
+    calibration (trained before the rule existed) or with tier costs not increasing, unless
+    ``budgets`` are asked for (then raises).
     """
     calibration = model.meta.get("budget_calibration")
+    if not budgets and not np.all(np.diff(np.asarray(model.costs, dtype=float)) > 0):
+        return {}  # tiers not strictly cheaper-first in cost: fit_lambda would refuse; asked-for budgets raise
     if model.success is None or not calibration:
         if budgets:
             raise ArtefactError("the budget rule needs the router's success models and meta.budget_calibration; "

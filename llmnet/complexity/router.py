@@ -96,7 +96,7 @@ def fit_lambda(p_success: np.ndarray, tier_costs: Sequence[float], budget: float
     p = np.atleast_2d(np.asarray(p_success, dtype=float))
     c = np.asarray(tier_costs, dtype=float)
     if not np.all(np.diff(c) > 0):
-        raise ValueError(f"tier costs must increase from the cheapest tier, got {c.tolist()}")
+        raise ArtefactError(f"the budget rule needs tier costs increasing from the cheapest tier, got {c.tolist()}")
 
     def mean_cost(lam: float) -> float:
         return float(c[decide_budget(p, c, lam)].mean())

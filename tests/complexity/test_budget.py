@@ -51,7 +51,7 @@ def test_bisection_meets_the_budget_tightly(seed):
     lam, realised = fit_lambda(p, costs, 0.5)    # below the cheapest tier: everything cheapest
     assert realised == 1.0
     assert fit_lambda(p, costs, 100.0)[0] == 0.0  # unconstrained: the most likely to succeed
-    with pytest.raises(ValueError):
+    with pytest.raises(ArtefactError, match="increasing"):
         fit_lambda(p, [3.0, 1.0, 5.0], 2.0)
 
 
@@ -106,3 +106,7 @@ def test_budget_needs_success_models_and_calibration():
     assert not any(k.startswith("router budget") for k in route(recs, old).policies)  # older artefacts: no rows
     with pytest.raises(ArtefactError, match="budget_calibration"):
         route(recs, old, budgets=(2.0,))
+    flat = type(model)(**{**model.__dict__, "costs": (1.0, 1.0, 5.0)})  # tiers not cheaper-first in cost
+    assert not any(k.startswith("router budget") for k in route(recs, flat).policies)
+    with pytest.raises(ArtefactError, match="increasing"):
+        route(recs, flat, budgets=(2.0,))
