@@ -70,7 +70,8 @@ def decide_budget(p_success: np.ndarray, tier_costs: Sequence[float], lam: float
     tasks; its Lagrangian sum_x [p_{t(x)}(x) - lam * c_{t(x)}] + lam * n * B separates per
     task, so for a fixed multiplier lam >= 0 the best assignment picks argmax_t p_t(x) - lam c_t
     independently for every task (the standard Lagrangian / greedy-by-marginal-gain
-    solution of the multiple-choice knapsack; it is optimal for the budget it spends).
+    solution of the multiple-choice knapsack; by Everett's theorem, H. Everett III, Operations
+    Research 11(3), 1963, it is optimal among all routings that spend no more than it does).
     Unlike ``success`` (the cheapest tier with p_t(x) >= target, a per-task threshold), a
     task moves up a tier only when the *gain* p_{t+1}(x) - p_t(x) is worth at least lam per
     extra unit of cost, so calls go where they buy the most expected successes.
