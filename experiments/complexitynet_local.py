@@ -28,7 +28,8 @@ model calls. The pilots behind that choice (same prompt, 5 trials per tier):
    cross-validation (``cross_validate``; each fold's router never saw its tasks), every
    policy beside the most-common-tier baseline, random routing at equal cost and the
    oracle, with intervals and verdicts; the per-tier success router's realised success
-   beside each target;
+   beside each target, and the budget rule (argmax_t p_t(x) - lambda c_t, beyond the paper)
+   at the mean cost the success rule spends at each target (``budget`` in summary.json);
 4. the paper's untuned baseline (SmolLM2 asked the authors' 1-5 question, 5 samples
    averaged) on the first ``--llm-n`` tasks: tier-label accuracy beside the majority label.
 
@@ -140,7 +141,11 @@ def variant_summary(report) -> dict:
            "label_accuracy": {k: {kk: vv for kk, vv in v.items()} for k, v in report.label_accuracy.items()},
            "success": [{"target": t, **row(name), "random_at_equal_cost": row(
                f"random @ equal cost ({name.removeprefix('router ')})")}
-               for name, t in report.success_targets.items()]}
+               for name, t in report.success_targets.items()],
+           # the budget rule (beyond the paper) at the mean cost success@t spends on each fold's training tasks
+           "budget": [{"budget_of": f"success@{t:g}", **row(f"router budget=success@{t:g}"),
+                       "random_at_equal_cost": row(f"random @ equal cost (budget=success@{t:g})")}
+                      for t in report.success_targets.values() if f"router budget=success@{t:g}" in p]}
     return out
 
 
@@ -271,7 +276,7 @@ def main() -> None:
         "headline": {"variant": head_key, "router_predicted": h["router_predicted"], "majority": h["majority"],
                      "random_at_predicted_cost": h["random_at_predicted_cost"], "oracle": h["oracle"],
                      "always_top": h["always_top"], "always_cheapest": h["always_cheapest"],
-                     "router_cost_aware": h["router_cost_aware"], "success": h["success"],
+                     "router_cost_aware": h["router_cost_aware"], "success": h["success"], "budget": h["budget"],
                      "label_accuracy": h["label_accuracy"]},
         "variants": variants, "llm_baseline": baseline,
         "model_calls_made": fresh_samples(args.cache) - before, "model_calls_labelling": calls_labelling,

@@ -114,7 +114,9 @@ def complexitynet_local(d: dict) -> str:
         out.append(f"{key} ({s['folds']}-fold CV): router {acc(v['router_predicted'])} at cost "
                    f"{v['router_predicted']['cost']:.2f} ({word(v['router_predicted'])}) vs {v['majority']['name']} "
                    f"{acc(v['majority'])}, random at equal cost {acc(v['random_at_predicted_cost'])}"
-                   + (f", success@0.3 {acc(succ)} at cost {succ['cost']:.2f}" if succ else ""))
+                   + (f", success@0.3 {acc(succ)} at cost {succ['cost']:.2f}" if succ else "")
+                   + "".join(f", budget at success@0.3's cost {acc(b)} at cost {b['cost']:.2f}"
+                             for b in v.get("budget", []) if b["budget_of"] == "success@0.3"))
     h = d["headline"]
     out.append(f"oracle {acc(h['oracle'])} at cost {h['oracle']['cost']:.2f}; always-{s['tiers'][-1]} "
                f"{acc(h['always_top'])} at cost {h['always_top']['cost']:.2f}")

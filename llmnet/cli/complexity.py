@@ -138,6 +138,14 @@ def evaluate_command(
         features: str = typer.Option("tfidf", "--features", help="with --folds: tfidf, embedding or both"),
         target: Optional[float] = typer.Option(None, "--target", help="cost-aware target (default: the one "
                                                                       "chosen on validation)"),
+        success_targets: Optional[str] = typer.Option(None, "--success-targets", help="targets of the success "
+                                                                                      "rule, comma-separated "
+                                                                                      "(default 0.5,...,0.9); "
+                                                                                      "the budget rule is also "
+                                                                                      "scored at their costs"),
+        budgets: Optional[str] = typer.Option(None, "--budgets", help="also the budget rule at these mean costs "
+                                                                      "per task (comma-separated, in the tiers' "
+                                                                      "cost unit), e.g. 2,3"),
         llm_baseline: Optional[str] = typer.Option(None, "--llm-baseline", help="also score the untuned baseline "
                                                                                 "with this local model, e.g. "
                                                                                 "smollm2-135m"),
@@ -154,16 +162,22 @@ def evaluate_command(
     llmnet complexity eval labels.jsonl --folds 5 --out cv/
     """
     from llmnet.complexity.classifier import llm_scores, load_router_model
-    from llmnet.complexity.evaluate import cross_validate, evaluate_router, held_out, read_split
+    from llmnet.complexity.evaluate import SUCCESS_TARGETS, cross_validate, evaluate_router, held_out, read_split
     from llmnet.complexity.label import read_labels
     from llmnet.errors import Problem, SpecError
 
+    targets = _floats(success_targets, "--success-targets") if success_targets else list(SUCCESS_TARGETS)
+    if any(not 0 < t <= 1 for t in targets):
+        raise SpecError(Problem("--success-targets", success_targets or "", "targets are probabilities in (0, 1]"))
+    budget_list = _floats(budgets, "--budgets") if budgets else []
+    if any(not b > 0 for b in budget_list):
+        raise SpecError(Problem("--budgets", budgets or "", "budgets are mean costs per task, each above 0"))
     if folds is not None:
         if router_path is not None or split is not None or llm_baseline:
             raise SpecError(Problem("--folds", "", "cross-validation trains its own routers: give no ROUTER, "
                                                    "--split or --llm-baseline with it"))
         report = cross_validate(read_labels(labels_path), folds, repeats, seed, progress=_progress("fold"),
-                                features=features)
+                                features=features, success_targets=targets, budgets=budget_list)
     else:
         if router_path is None:
             raise SpecError(Problem("ROUTER", "", "give a router JSON from 'llmnet complexity train', or --folds K"))
@@ -179,7 +193,7 @@ def evaluate_command(
         if llm_baseline:
             scores = llm_scores([(str(r["id"]), r["question"]) for r in records],
                                 {"backend": "local", "model": llm_baseline}, work=llm_work, cache_path=cache)
-        report = evaluate_router(records, model, target, scores)
+        report = evaluate_router(records, model, target, scores, success_targets=targets, budgets=budget_list)
     for line in report.summary_lines():
         out.print(line)
     json_path, png_path = report.write(out_dir)

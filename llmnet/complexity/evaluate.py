@@ -11,7 +11,10 @@ Policies: ``always <tier>``; ``majority tier`` (the training split's most common
 target is a probability about the label, see ``llmnet.complexity.router``); ``router
 success@t`` for several targets (the per-tier success models: the cheapest tier with
 predicted P(solves) >= t, so t is an expected success rate and its realised success is
-printed beside it); ``llm baseline`` (optional: the untuned LLM's 1-5 score on tiers).
+printed beside it); ``router budget=success@t`` (beyond the paper: argmax_t p_t(x) - lambda c_t with lambda
+bisected on the training tasks so the mean cost matches what ``success@t`` spends there;
+``budget_rows``) and ``router budget@B`` for budgets B asked for (mean cost per task);
+``llm baseline`` (optional: the untuned LLM's 1-5 score on tiers).
 
 Splits: seeded stratified fractions (``split_records``), a fixed split from a JSON file
 (``read_split``: ``{"train": [ids], "validation": [ids], "test": [ids]}``), or repeated
@@ -32,7 +35,7 @@ import numpy as np
 
 from llmnet.complexity.classifier import ComplexityClassifier, RouterModel, score_to_tier, select_c
 from llmnet.complexity.report import ComplexityReport, Routing, build_report, costs, success
-from llmnet.complexity.router import decide
+from llmnet.complexity.router import decide, decide_budget, fit_lambda
 from llmnet.errors import ArtefactError
 
 Record = Mapping[str, Any]
@@ -161,6 +164,9 @@ def train_router(records: Sequence[Record], fractions: Sequence[float] = (0.6, 0
     meta["trained_on"] = len(xy(train)[0]) + len(xy(val)[0])
     meta["trained_labels"] = {t: sum(r.get("label") == t for r in seen if r.get("class") is not None) for t in names}
     meta["calibration"] = clf.calibration_
+    # the success models' predictions on the tasks they were fitted on: the budget rule's lambda is
+    # bisected on these (``budget_rows``), never on the tasks it is evaluated on
+    meta["budget_calibration"] = np.round(clf.success_proba([r["question"] for r in seen]), 6).tolist()
     return RouterModel.from_classifier(clf, names, mean_costs, cost_unit, class_tier, meta)
 
 
@@ -183,9 +189,43 @@ def majority_tier(model: RouterModel) -> int:
     return names.index(max(trained, key=lambda t: (trained[t], -names.index(t))))
 
 
+def budget_rows(model: RouterModel, p_success: np.ndarray, success_targets: Sequence[float] = SUCCESS_TARGETS,
+                budgets: Sequence[float] = ()) -> dict[str, np.ndarray]:
+    """The ``budget`` rule's rows (``llmnet.complexity.router.decide_budget``) for tasks with ``p_success``.
+
+    Budgets are mean cost per task in the router's cost unit, with the router's per-tier
+    costs. Rows ``router budget=success@t``: the budget is the mean cost the ``success@t``
+    rule spends on the router's own training + validation tasks, so the two rules are
+    compared at (about) equal cost; rows ``router budget@B``: the budgets asked for. Each
+    lambda is bisected (``fit_lambda``) on the training + validation tasks' predicted
+    success (``meta.budget_calibration``), never on the evaluated tasks; read each row's
+    realised cost in the report. Empty for an artefact without success models or
+    calibration (trained before the rule existed) or with tier costs not increasing, unless
+    ``budgets`` are asked for (then raises).
+    """
+    calibration = model.meta.get("budget_calibration")
+    if not budgets and not np.all(np.diff(np.asarray(model.costs, dtype=float)) > 0):
+        return {}  # tiers not strictly cheaper-first in cost: fit_lambda would refuse; asked-for budgets raise
+    if model.success is None or not calibration:
+        if budgets:
+            raise ArtefactError("the budget rule needs the router's success models and meta.budget_calibration; "
+                                "retrain the router with 'llmnet complexity train'")
+        return {}
+    p_cal, tier_costs = np.asarray(calibration, dtype=float), np.asarray(model.costs, dtype=float)
+    rows = {}
+    for t in success_targets:
+        spent = float(tier_costs[decide(p_cal, "success", t)].mean())
+        lam, _ = fit_lambda(p_cal, tier_costs, spent)
+        rows[f"router budget=success@{t:g}"] = decide_budget(p_success, tier_costs, lam)
+    for b in budgets:
+        lam, _ = fit_lambda(p_cal, tier_costs, float(b))
+        rows[f"router budget@{b:g}"] = decide_budget(p_success, tier_costs, lam)
+    return rows
+
+
 def route(records: Sequence[Record], model: RouterModel, target: float | None = None,
           success_targets: Sequence[float] = SUCCESS_TARGETS, llm_scores: Sequence[float | None] | None = None,
-          sweep: Sequence[float] = SWEEP) -> Routing:
+          sweep: Sequence[float] = SWEEP, budgets: Sequence[float] = ()) -> Routing:
     """Every policy's tier per task for ``model`` on ``records`` (module docstring)."""
     names = list(records[0]["counts"])
     if names != list(model.tiers):
@@ -201,6 +241,10 @@ def route(records: Sequence[Record], model: RouterModel, target: float | None = 
         for t in success_targets:
             targets[f"router success@{t:g}"] = float(t)
             policies[f"router success@{t:g}"] = decide(p_success, "success", t)
+        policies.update(budget_rows(model, p_success, success_targets, budgets))
+    elif budgets:
+        raise ArtefactError("the budget rule needs the router's success models; retrain the router with "
+                            "'llmnet complexity train'")
     classes = np.asarray(model.classes)[np.argmax(model.class_proba(texts), axis=1)]
     llm = llm_class = None
     if llm_scores is not None:
@@ -212,21 +256,22 @@ def route(records: Sequence[Record], model: RouterModel, target: float | None = 
 
 def evaluate_router(records: Sequence[Record], model: RouterModel, target: float | None = None,
                     llm_scores: Sequence[float | None] | None = None, sweep: Sequence[float] = SWEEP,
-                    success_targets: Sequence[float] = SUCCESS_TARGETS, evaluation: str = "held-out tasks"
-                    ) -> ComplexityReport:
+                    success_targets: Sequence[float] = SUCCESS_TARGETS, evaluation: str = "held-out tasks",
+                    budgets: Sequence[float] = ()) -> ComplexityReport:
     """Evaluate ``model`` on ``records`` (already the test split; see ``held_out``).
 
     ``target`` defaults to the one chosen on validation at training (else 0.8);
     ``llm_scores`` are the untuned baseline's mean 1-5 scores for the same records.
     """
-    routing = route(records, model, target, success_targets, llm_scores, sweep)
+    routing = route(records, model, target, success_targets, llm_scores, sweep, budgets)
     target = float(target if target is not None else model.meta.get("target", 0.8))
     return build_report(records, routing, model.cost_unit, evaluation, target)
 
 
 def cross_validate(records: Sequence[Record], folds: int = 5, repeats: int = 1, seed: int = 0,
                    tolerance: float = 0.01, success_targets: Sequence[float] = SUCCESS_TARGETS,
-                   progress: Callable[[int, int], None] | None = None, features: str = "tfidf") -> ComplexityReport:
+                   progress: Callable[[int, int], None] | None = None, features: str = "tfidf",
+                   budgets: Sequence[float] = ()) -> ComplexityReport:
     """Repeated stratified K-fold cross-validation (module docstring); one report over every task.
 
     Each fold's router is trained by ``train_router`` on the other folds, split 75/25 into
@@ -260,7 +305,7 @@ def cross_validate(records: Sequence[Record], folds: int = 5, repeats: int = 1, 
             train, val, _ = split_records(rest, (0.75, 0.25, 0.0), seed + rep * folds + f)
             model = train_router(rest, tolerance=tolerance, split=(train, val, []), features=features)
             part = [records[i] for i in test_idx]
-            routed = route(part, model, None, success_targets)
+            routed = route(part, model, None, success_targets, budgets=budgets)
             key = "router cost_aware (target from validation)"
             policies = {key if k.startswith("router cost_aware@") else k: v for k, v in routed.policies.items()}
             parts.append(Routing(policies, tuple(policies), routed.predicted_class, routed.majority,

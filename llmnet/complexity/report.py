@@ -210,6 +210,10 @@ class ComplexityReport:
             elif name.startswith("router success"):
                 ax.errorbar(o.cost, o.accuracy, yerr=err, fmt="o", color="tab:purple", markersize=6,
                             label="router success (targets)" if name == next(iter(self.success_targets)) else None)
+            elif name.startswith("router budget"):
+                ax.errorbar(o.cost, o.accuracy, yerr=err, fmt="v", color="tab:green", markersize=6,
+                            label="router budget" if name == next(n for n in self.policies
+                                                                  if n.startswith("router budget")) else None)
             elif name.startswith("router"):
                 ax.errorbar(o.cost, o.accuracy, yerr=err, fmt="D", color="tab:cyan", markersize=7, label=name)
             elif name.startswith("random"):

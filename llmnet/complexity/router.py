@@ -20,6 +20,11 @@ probability of each *label*, the cheapest tier that solves the task (Bae et al.,
   counts); without one, the tier of highest predicted success (ties: cheaper). Here the
   target is an expected success rate per task.
 
+Beyond these, ``decide_budget`` / ``fit_lambda`` implement the ``budget`` rule used by the
+evaluation (``llmnet.complexity.evaluate``; not a gate rule: a gate would need the lambda
+stored in the artefact): route each task to argmax_t p_t(x) - lambda * c_t, lambda fitted so
+the mean cost per task meets a budget.
+
 Branches default to the tier names; ``tiers: {tier: branch}`` maps them otherwise.
 """
 
@@ -55,6 +60,59 @@ def decide(tier_proba: np.ndarray, rule: str = "predicted", target: float = 0.8)
         cumulative[:, -1] = 1.0
         return np.argmax(cumulative >= target - 1e-12, axis=1)
     raise ValueError(f"unknown rule '{rule}' (known: {', '.join(RULES)})")
+
+
+def decide_budget(p_success: np.ndarray, tier_costs: Sequence[float], lam: float) -> np.ndarray:
+    """Tier per task maximising p_t(x) - lam * c_t (ties: the cheaper tier; tiers sorted cheapest first).
+
+    The ``budget`` rule (beyond the paper). "Maximise the expected number of solved tasks,
+    sum_x p_{t(x)}(x), subject to mean cost (1/n) sum_x c_{t(x)} <= B" is a knapsack over
+    tasks; its Lagrangian sum_x [p_{t(x)}(x) - lam * c_{t(x)}] + lam * n * B separates per
+    task, so for a fixed multiplier lam >= 0 the best assignment picks argmax_t p_t(x) - lam c_t
+    independently for every task (the standard Lagrangian / greedy-by-marginal-gain
+    solution of the multiple-choice knapsack; by Everett's theorem, H. Everett III, Operations
+    Research 11(3), 1963, it is optimal among all routings that spend no more than it does).
+    Unlike ``success`` (the cheapest tier with p_t(x) >= target, a per-task threshold), a
+    task moves up a tier only when the *gain* p_{t+1}(x) - p_t(x) is worth at least lam per
+    extra unit of cost, so calls go where they buy the most expected successes.
+    """
+    p = np.atleast_2d(np.asarray(p_success, dtype=float))
+    c = np.asarray(tier_costs, dtype=float)
+    value = p - lam * c[None, :]
+    best = value >= value.max(axis=1, keepdims=True) - 1e-12
+    return np.argmax(best, axis=1)  # the first (cheapest) tier within 1e-12 of the best value
+
+
+def fit_lambda(p_success: np.ndarray, tier_costs: Sequence[float], budget: float, iterations: int = 100
+               ) -> tuple[float, float]:
+    """The smallest lam >= 0 whose ``decide_budget`` routing has mean cost <= ``budget`` on these tasks.
+
+    ``budget`` is a mean cost per task in the tiers' cost unit (model calls on the local
+    ladder). The mean cost is a non-increasing step function of lam, so bisection finds the
+    step; a deterministic rule cannot hit a budget between two steps, so the realised cost
+    is the largest reachable one not above the budget. A budget below the cheapest tier's
+    cost routes everything to the cheapest tier (the cost returned says so). Returns
+    (lam, mean cost on these tasks).
+    """
+    p = np.atleast_2d(np.asarray(p_success, dtype=float))
+    c = np.asarray(tier_costs, dtype=float)
+    if not np.all(np.diff(c) > 0):
+        raise ArtefactError(f"the budget rule needs tier costs increasing from the cheapest tier, got {c.tolist()}")
+
+    def mean_cost(lam: float) -> float:
+        return float(c[decide_budget(p, c, lam)].mean())
+
+    if mean_cost(0.0) <= budget + 1e-12:
+        return 0.0, mean_cost(0.0)
+    # above hi every task takes the cheapest tier: no gain p_j - p_0 <= 1 is worth (c_j - c_0) * hi
+    lo, hi = 0.0, 2.0 / float(np.min(c[1:] - c[0]))
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if mean_cost(mid) <= budget + 1e-12:
+            hi = mid
+        else:
+            lo = mid
+    return hi, mean_cost(hi)
 
 
 class ComplexityNetRouter(Router):

@@ -86,3 +86,23 @@ def test_eval_folds_and_fixed_split(tmp_path):
     result = CliRunner().invoke(app, ["complexity", "eval", str(tmp_path / "labels.jsonl"), "--out",
                                       str(tmp_path / "e")])
     assert result.exit_code == 2 and "--folds" in result.stderr
+
+
+def test_eval_success_targets_and_budgets(tmp_path):
+    from tests.complexity.test_budget import gains_ladder
+
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gains_ladder(60)))
+    result = CliRunner().invoke(app, ["complexity", "eval", str(tmp_path / "labels.jsonl"), "--folds", "3",
+                                      "--success-targets", "0.3,0.5", "--budgets", "2.5",
+                                      "--out", str(tmp_path / "cv")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "cv" / "report.json").read_text())
+    assert [row["target"] for row in report["success_targets"]] == [0.3, 0.5]
+    assert {"router budget=success@0.3", "router budget=success@0.5", "router budget@2.5",
+            "random @ equal cost (budget@2.5)"} <= set(report["policies"])
+    assert "router budget@2.5" in result.stdout
+    for bad, option in ((["--budgets", "0"], "--budgets"), (["--success-targets", "1.5"], "--success-targets"),
+                        (["--budgets", "x"], "--budgets")):
+        result = CliRunner().invoke(app, ["complexity", "eval", str(tmp_path / "labels.jsonl"), "--folds", "3",
+                                          *bad, "--out", str(tmp_path / "e")])
+        assert result.exit_code == 2 and option in result.stderr and "Traceback" not in result.stderr
