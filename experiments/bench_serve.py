@@ -280,7 +280,8 @@ def measure(latency: float, n: int, clients: int, reps: int, tmp: Path) -> dict:
             "cpu_ms": {"direct": med["direct_cpu_ms"], "server": med["server_cpu_ms"],
                        "client": med["client_cpu_ms"], "uvicorn_floor": med["floor_cpu_ms"]},
             "server_http_cpu_ms": med["server_cpu_ms"] - med["direct_cpu_ms"],
-            "cpu_bound_overhead": 1 - med["direct_cpu_ms"] / med["server_cpu_ms"]}
+            # None when the server's CPU clock did not tick (a few requests: psutil counts in 10 ms steps)
+            "cpu_bound_overhead": 1 - med["direct_cpu_ms"] / med["server_cpu_ms"] if med["server_cpu_ms"] > 0 else None}
 
 
 def measure_app_own(n: int) -> float:
@@ -338,10 +339,11 @@ def main(argv: list[str] | None = None) -> None:
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     for r in results:
         cpu = r["cpu_ms"]
+        share = "n/a" if r["cpu_bound_overhead"] is None else f"{r['cpu_bound_overhead']:.1%}"
         print(f"latency {r['latency_s']}s: direct {r['direct_rps_median']:.0f} req/s, served "
               f"{r['served_rps_median']:.0f} req/s, HTTP layer costs {r['http_overhead']:.1%} end to end; CPU per "
               f"request: direct {cpu['direct']:.3f} ms, server {cpu['server']:.3f} ms (HTTP "
-              f"{r['server_http_cpu_ms']:.3f} ms, {r['cpu_bound_overhead']:.1%} of a CPU-bound server), "
+              f"{r['server_http_cpu_ms']:.3f} ms, {share} of a CPU-bound server), "
               f"load generator {cpu['client']:.3f} ms; uvicorn serving a do-nothing app at that pace "
               f"{cpu['uvicorn_floor']:.3f} ms")
     print(f"the app's own work (no network, no sockets): {app_own:.3f} ms of CPU per request")
