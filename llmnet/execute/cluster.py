@@ -291,9 +291,10 @@ class _ShardWorker:
         budget = CostBudget(None if max_cost is None else max_cost / workers)
         limited = {name: Limited(backend, budget) for name, backend in backends.items()}
         self.engines = [Engine(net, cache, None, seed, backends) for net in networks]
-        for engine in self.engines:  # one set of limits and one budget for all of them
-            engine.models, engine.budget = limited, budget
         self.engine = self.engines[0]
+        self.engine.models, self.engine.budget = limited, budget
+        for engine in self.engines[1:]:  # one set of limits, one budget and one set of prompt locks for all
+            engine.share(self.engine)
 
     def pid(self) -> int:
         return os.getpid()
