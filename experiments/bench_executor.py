@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from llmnet import loads_network
 from llmnet.backends.base import Backend, Completion, Request, Sample
 from llmnet.backends.simulated import SimulatedBackend
 from llmnet.execute import RunConfig, run_network
-from llmnet.execute.cache import SCHEMA, SampleCache
+from llmnet.execute.cache import SCHEMA, SampleCache, call_rows
 from llmnet.execute.commits import GroupCommit
 from llmnet.network.templates import render
 from llmnet.nodes.base import Candidate, plurality, seeded_rng
@@ -147,6 +148,13 @@ def langgraph_run(app, queries, in_flight=256):
     asyncio.run(go())
 
 
+def settle() -> None:
+    """Wait for the threads that close finished runs' caches (``SampleCache.close(wait=False)``)."""
+    for thread in threading.enumerate():
+        if thread.name == "llmnet-cache-close":
+            thread.join()
+
+
 def cpu_seconds(fn) -> float:
     gc.collect()
     t0 = time.process_time()
@@ -177,6 +185,7 @@ def cpu_row(sizes, reps, with_langgraph):
             run_network(net, queries, RunConfig(progress=False, concurrency=256, keep_results=False,
                                                 backends={"sim": backend},
                                                 cache_path=Path(tmp.name) / f"c{next(caches)}.sqlite"))
+            settle()  # SQLite's closing checkpoint, on a thread after the run returns: its CPU counts here
 
         contenders = {"llmnet": lambda: run_network(net, queries, cfg), "llmnet_cache": cached,
                       "bare_sequential": lambda: bare_sequential(net, backend, queries),
@@ -258,7 +267,8 @@ def cache_row(n_queries, reps):
 
 
 def raw_sqlite(path, items):
-    """Plain sqlite3 on the cache's schema: a transaction per query, then a SELECT per query."""
+    """Plain sqlite3 on the cache's schema and rows (a row per call): a transaction per query, then a
+    SELECT per query (rows fetched, not unpacked)."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -266,15 +276,13 @@ def raw_sqlite(path, items):
     t0 = time.perf_counter()
     for key, rows in items:
         db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # who paid: as llmnet writes
-                       [(key, seed, s.text, s.prompt_tokens, s.completion_tokens, key[:24], int(seed == 0),
-                         int(seed == 0)) for seed, s in rows])
+        db.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",  # as llmnet writes them
+                       call_rows(key, rows, key[:24], 1, 1))
         db.execute("COMMIT")
     write = len(items) * K / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     for key, _ in items:
-        db.execute("SELECT seed, text, prompt_tokens, completion_tokens FROM samples WHERE key = ? AND seed "
-                   "BETWEEN ? AND ?", (key, 0, K - 1)).fetchall()
+        db.execute("SELECT seed, n, samples FROM calls WHERE key = ? AND seed <= ?", (key, K - 1)).fetchall()
     read = len(items) * K / (time.perf_counter() - t0)
     db.close()
     return write, read
@@ -301,6 +309,7 @@ def latency_row(n, latency, reps):
             t0 = time.perf_counter()
             fn()
             runs[name].append(time.perf_counter() - t0)
+            settle()  # a closing cache's checkpoint runs after the run returned, never into the next contender
     tmp.cleanup()
     med = {k: statistics.median(v) for k, v in runs.items()}
     row = {"queries": n, "latency_s": latency, "in_flight": 256, "wall_s": med, "runs_s": runs,

@@ -105,11 +105,31 @@ def estimate_tokens(text: str) -> int:
 
 
 _KEY_JSON = json.JSONEncoder(ensure_ascii=False)  # the same text as json.dumps(..., ensure_ascii=False), one encoder
+_KEY_STR = json.encoder.encode_basestring  # how that encoder writes a string (ensure_ascii=False)
+_KEY_TAILS: dict[tuple, str] = {}  # a node's sampling parameters -> their part of the key's JSON text
+_MAX_TAILS = 4096
 
 
 def request_key(identity: str, request: Request) -> str:
-    """Everything that changes a sample's distribution, but not n or the seed."""
-    payload = [identity, request.prompt, request.system, request.api, request.temperature, request.top_p,
-               request.max_tokens, list(request.stop), list(request.choices or ()), request.role,
-               request.candidate, request.n_candidates]
-    return hashlib.sha256(_KEY_JSON.encode(payload).encode()).hexdigest()
+    """Everything that changes a sample's distribution, but not n or the seed: the SHA-256 of the
+    JSON array [identity, prompt, system, api, temperature, top_p, max_tokens, stop, choices, role,
+    candidate, n_candidates]. The part after the prompt is the same for every query of a node, so
+    its text is made once (``_key_tail``); the key is byte for byte ``_KEY_JSON.encode`` of the whole
+    array (``tests/backends/test_conformance.py`` checks this)."""
+    text = "[" + _KEY_STR(identity) + ", " + _KEY_STR(request.prompt) + _key_tail(request)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _key_tail(request: Request) -> str:
+    t, p, m = request.temperature, request.top_p, request.max_tokens
+    # repr and type tell apart what compares equal but prints differently (1 and 1.0, 0.0 and -0.0, True)
+    params = (request.system, request.api, repr(t), type(t), repr(p), type(p), repr(m), type(m), request.stop,
+              request.choices, request.role, request.candidate, repr(request.n_candidates))
+    tail = _KEY_TAILS.get(params)
+    if tail is None:
+        tail = ", " + _KEY_JSON.encode([request.system, request.api, t, p, m, list(request.stop),
+                                        list(request.choices or ()), request.role, request.candidate,
+                                        request.n_candidates])[1:]
+        if len(_KEY_TAILS) < _MAX_TAILS:
+            _KEY_TAILS[params] = tail
+    return tail

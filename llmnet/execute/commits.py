@@ -24,13 +24,12 @@ so that nothing that depends on a sample is visible before the sample itself:
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
-from llmnet.execute.cache import PaidRow, SampleCache
+from llmnet.execute.cache import PaidRow, SampleCache, call_rows
 
 CHECKPOINT_ROWS = 20_000  # the writer thread checkpoints the WAL (passive) after about this many rows
 BACKLOG_KEYS = 512  # keys put but not committed, beyond which the executor waits for a commit (``wait``)
@@ -44,8 +43,7 @@ class GroupCommit:
         self.pending: dict[str, dict[int, PaidRow]] = {}  # put but not yet committed: key -> seed -> row
         self.commits = 0  # transactions so far (rows / commits is the batch size)
         self.error: CacheError | None = None  # the first failed commit: the run must stop
-        self._rows: list[tuple] = []
-        self._meta: list[tuple] = []  # (key, seed, JSON) for samples a server said more about
+        self._puts: list[tuple] = []  # (key, items, paid_by, calls, attempts) not yet handed to the writer
         self._releases: list[str] = []  # claims to give up once the rows put so far are committed
         self._after: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -59,19 +57,16 @@ class GroupCommit:
     def put(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
             attempts: int = 0) -> None:
         """Queue ``items`` (seed, sample) under ``key``; the first sample carries the call's ``calls``
-        and ``attempts`` and all say who paid (as ``SampleCache.put_many``). Readable from ``pending`` at once."""
+        and ``attempts`` and all say who paid (as ``SampleCache.put_many``). Readable from ``pending`` at
+        once; packed into ``calls`` rows on the writer thread."""
         if self.error is not None:
             raise self.error
         pend = self.pending.get(key)
         if pend is None:
             pend = self.pending[key] = {}
-        rows = self._rows
         for i, (seed, s) in enumerate(items):
-            c, a = (calls, attempts) if i == 0 else (0, 0)
-            rows.append((key, seed, s.text, s.prompt_tokens, s.completion_tokens, paid_by, c, a))
-            pend[seed] = (s, paid_by, c, a)
-            if s.reasoning or s.cached_tokens or s.fingerprint or s.served_model:
-                self._meta.append((key, seed, json.dumps(s.meta())))
+            pend[seed] = (s, paid_by, calls, attempts) if i == 0 else (s, paid_by, 0, 0)
+        self._puts.append((key, items, paid_by, calls, attempts))
         self._schedule()
 
     @property
@@ -93,7 +88,7 @@ class GroupCommit:
     async def flushed(self) -> None:
         """Until everything put so far is committed: at most the commit under way and the next one.
         Raises the ``CacheError`` of a failed commit."""
-        target = self.commits + (self._busy is not None) + bool(self._rows)
+        target = self.commits + (self._busy is not None) + bool(self._puts)
         while self.error is None and self.commits < target:
             await self.wait()
         if self.error is not None:
@@ -128,25 +123,27 @@ class GroupCommit:
             return
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        rows, meta, releases, after = self._rows, self._meta, self._releases, self._after
-        self._rows, self._meta, self._releases, self._after = [], [], [], []
-        if not rows:  # everything put earlier is committed
-            self._done(rows, releases, after)
+        puts, releases, after = self._puts, self._releases, self._after
+        self._puts, self._releases, self._after = [], [], []
+        if not puts:  # everything put earlier is committed
+            self._done(puts, releases, after)
             return
-        self._busy = self._loop.run_in_executor(self._pool, self._write, rows, meta)
-        self._busy.add_done_callback(lambda f: self._committed(f, rows, releases, after))
+        self._busy = self._loop.run_in_executor(self._pool, self._write, puts)
+        self._busy.add_done_callback(lambda f: self._committed(f, puts, releases, after))
 
-    def _write(self, rows: list[tuple], meta: list[tuple]) -> None:
-        """On the writer thread: one transaction, and a passive checkpoint now and then."""
+    def _write(self, puts: list[tuple]) -> None:
+        """On the writer thread: the puts as ``calls`` rows in one transaction, and a passive
+        checkpoint now and then."""
         if self._db is None:
             self._db = self.cache.connect_writer()
-        self.cache.put_rows(rows, meta, self._db)
+        rows = [row for put in puts for row in call_rows(*put)]
+        self.cache.put_rows(rows, self._db)
         self._since_checkpoint += len(rows)
         if self._since_checkpoint >= CHECKPOINT_ROWS:
             self._since_checkpoint = 0
             self.cache.checkpoint(self._db)
 
-    def _committed(self, f: asyncio.Future, rows: list[tuple], releases: list[str],
+    def _committed(self, f: asyncio.Future, puts: list[tuple], releases: list[str],
                    after: list[Callable[[], None]]) -> None:
         self._busy = None
         drained, self._drained = self._drained, None
@@ -162,18 +159,19 @@ class GroupCommit:
             self._after.clear()  # what depends on the lost rows never becomes visible
             return
         self.commits += 1
-        self._done(rows, releases, after)
-        if self._rows or self._releases or self._after:
+        self._done(puts, releases, after)
+        if self._puts or self._releases or self._after:
             self._flush()
 
-    def _done(self, rows: list[tuple], releases: list[str], after: list[Callable[[], None]]) -> None:
+    def _done(self, puts: list[tuple], releases: list[str], after: list[Callable[[], None]]) -> None:
         pending = self.pending
-        for row in rows:
-            pend = pending.get(row[0])
+        for key, items, *_ in puts:
+            pend = pending.get(key)
             if pend is not None:
-                pend.pop(row[1], None)
+                for seed, _ in items:
+                    pend.pop(seed, None)
                 if not pend:
-                    del pending[row[0]]
+                    del pending[key]
         for key in releases:
             self.cache.release(key)
         for fn in after:
@@ -183,7 +181,7 @@ class GroupCommit:
         """Commit everything put so far, run what waits for it, and stop the writer thread.
         Raises the ``CacheError`` of a failed commit."""
         try:
-            while self.error is None and (self._busy is not None or self._rows or self._releases or self._after):
+            while self.error is None and (self._busy is not None or self._puts or self._releases or self._after):
                 if self._busy is None:
                     self._flush()
                 if self._busy is not None:

@@ -32,6 +32,7 @@ from llmnet.tasks.answers import code_task, extract, is_correct, passed_every_te
 from llmnet.tasks.query import Query
 
 MAX_REASKS = 8
+ANSWER_MEMO = 4096  # texts whose extracted answer an engine remembers (then it starts afresh)
 CLAIM_POLL_S = 0.05  # how often a process waiting for another's claimed sample looks again
 
 
@@ -51,7 +52,20 @@ class QueryRun:
         self.prefix = prefix
 
     def extract(self, text: str) -> str | None:
-        return extract(self.answer_spec, text, self.query.choices)
+        """The answer in ``text``; remembered per (answer spec, choices, text), since samples repeat
+        (a vote's K samples mostly agree, and queries share answers)."""
+        spec, choices = self.answer_spec, self.query.choices
+        if spec.kind == "code":  # a program is its own answer (and may be long: nothing to remember)
+            return text
+        memo = self.engine.answers
+        known = memo.get((id(spec), choices, text))
+        if known is not None and known[0] is spec:
+            return known[1]
+        answer = extract(spec, text, choices)
+        if len(memo) >= ANSWER_MEMO:
+            memo.clear()
+        memo[(id(spec), choices, text)] = (spec, answer)
+        return answer
 
     def is_correct(self, answer: str | None) -> bool | None:
         """Against the query's truth; a code query with tests is graded by its tests alone
@@ -152,10 +166,11 @@ class Engine:
         self.models = {name: Limited(given.get(name) or make_backend(name, network.spec.models[name]), self.budget)
                        for name in network.spec.models if name in used}
         self._given = given
-        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._key_turns: dict[str, list[asyncio.Future]] = {}  # prompt key -> queries waiting for their turn
         self._writer: GroupCommit | None = None
         self._plans: dict[int, tuple[Network, bool, list[tuple[str, Any, tuple[str, ...]]]]] = {}
         self.params: dict[int, tuple] = {}  # per node spec, its sampling parameters (see QueryRun.sample)
+        self.answers: dict[tuple, tuple] = {}  # (id(answer spec), choices, text) -> (spec, answer): QueryRun.extract
         self.run_id = secrets.token_hex(8)   # kept across resumes of one output folder (set by the run)
         self.session = secrets.token_hex(8)  # this process: the samples it paid for
         self.keep_text = False               # store each sample's raw completion in the trace
@@ -194,51 +209,72 @@ class Engine:
         limited = self.models[model]
         n = request.n
         usage.samples += n
-        if self.cache is None:
+        cache = self.cache
+        if cache is None:
             return await self._fetch_runs(limited, request, [(request.seed, n)], None, usage)
         key = request_key(limited.backend.cache_identity(request), request)
-        # queries with the same prompt wait for each other, so a sample is never paid twice
-        lock, users = self._key_locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._key_locks[key] = (lock, users + 1)
-        writer = self._writer_for()
+        turns = self._key_turns  # queries of this process on the same prompt take turns: a sample is never paid twice
+        waiting = turns.get(key)
+        if waiting is None:
+            turns[key] = []  # nobody else is on this prompt: no lock object, no wait
+        else:
+            await self._turn(key, waiting)
         try:
-            async with lock:
+            writer = self._writer or self._writer_for()
+            if writer is not None:
+                if writer.error is not None:
+                    raise writer.error
+                if writer.backlogged:
+                    await writer.wait()
+            while not cache.claim(key):  # another process is paying for this key: wait for its rows
+                await asyncio.sleep(CLAIM_POLL_S)
+            try:
+                seeds = range(request.seed, request.seed + n)
+                pend = writer.pending.get(key) if writer is not None else None
+                if pend and all(s in pend for s in seeds):  # put moments ago: nothing to read
+                    rows = {s: pend[s] for s in seeds}
+                else:
+                    rows = cache.get_paid(key, seeds)
+                    if pend:
+                        rows.update((s, pend[s]) for s in seeds if s in pend)
+                if not rows:  # the usual cold case: one call for all of them
+                    return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,
+                                                  f"{self.run_id}\x1f{payer}\x1f{self.session}")
+                have = self._book(rows, payer, limited, usage)
+                if len(have) < n:
+                    missing = [s for s in seeds if s not in have]
+                    fresh = await self._fetch_runs(limited, request, _contiguous(missing), key, usage,
+                                                   f"{self.run_id}\x1f{payer}\x1f{self.session}")
+                    have.update(zip(missing, fresh))
+                return [have[s] for s in seeds]
+            finally:
                 if writer is not None:
-                    if writer.backlogged:
-                        await writer.wait()
-                    if writer.error is not None:
-                        raise writer.error
-                while not self.cache.claim(key):  # another process is paying for this key: wait for its rows
-                    await asyncio.sleep(CLAIM_POLL_S)
-                try:
-                    seeds = range(request.seed, request.seed + n)
-                    pend = writer.pending.get(key) if writer is not None else None
-                    if pend and all(s in pend for s in seeds):  # put moments ago: nothing to read
-                        rows = {s: pend[s] for s in seeds}
-                    else:
-                        rows = self.cache.get_paid(key, seeds)
-                        if pend:
-                            rows.update((s, pend[s]) for s in seeds if s in pend)
-                    have = self._book(rows, payer, limited, usage)
-                    if len(have) < n:
-                        missing = [s for s in seeds if s not in have]
-                        fresh = await self._fetch_runs(limited, request, _contiguous(missing), key, usage,
-                                                       f"{self.run_id}\x1f{payer}\x1f{self.session}")
-                        have.update(zip(missing, fresh))
-                finally:
-                    if writer is not None:
-                        writer.release(key)  # once its fresh samples are committed
-                    else:
-                        self.cache.release(key)
+                    writer.release(key)  # once its fresh samples are committed
+                else:
+                    cache.release(key)
         finally:
-            lock, users = self._key_locks[key]
-            if users == 1:
-                del self._key_locks[key]
-            else:
-                self._key_locks[key] = (lock, users - 1)
-        return [have[s] for s in seeds]
+            self._next_turn(key)
+
+    async def _turn(self, key: str, waiting: list[asyncio.Future]) -> None:
+        """Until the queries ahead on ``key`` are done (first come, first served)."""
+        turn = asyncio.get_running_loop().create_future()
+        waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # given the turn, then cancelled: hand it on
+                self._next_turn(key)
+            raise
+
+    def _next_turn(self, key: str) -> None:
+        """The next query waiting on ``key`` goes (one cancelled while waiting is skipped)."""
+        waiting = self._key_turns[key]
+        while waiting:
+            turn = waiting.pop(0)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        del self._key_turns[key]
 
     def _writer_for(self) -> GroupCommit | None:
         if self._writer is None and isinstance(self.cache, SampleCache):
@@ -252,7 +288,7 @@ class Engine:
         if other.cache is not self.cache:
             raise LlmnetError("engines share a writer only over the same cache")
         self.models, self.budget = other.models, other.budget
-        self._key_locks = other._key_locks
+        self._key_turns = other._key_turns
         self._writer = other._writer_for()
 
     async def committed(self) -> None:

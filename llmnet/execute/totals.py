@@ -75,9 +75,10 @@ class Totals:
             if u is not None:
                 self.runs[node] = self.runs.get(node, 0) + 1
                 self.model_runs[entry["model"]] = self.model_runs.get(entry["model"], 0) + 1
+                usage = Usage(**u)  # once, added to its three buckets
                 for bucket in (self.per_node.setdefault(node, Usage()),
                                self.per_model.setdefault(entry["model"], Usage()), self.total):
-                    bucket.add_dict(u)
+                    bucket.add(usage)
             for status in entry.get("sandbox", ()):
                 self.programs += 1
                 self.weak_passes += status == "passed (weak)"

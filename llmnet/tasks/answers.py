@@ -38,6 +38,8 @@ def _pick(matches: list[str], position: str) -> str | None:
 
 def _number(text: str) -> str | None:
     raw = text.replace(",", "")
+    if raw.isascii() and raw.isdigit() and len(raw) < 16:  # a plain whole number (most answers): as float() would give it
+        return str(int(raw))
     try:
         value = float(raw)
     except ValueError:

@@ -8,12 +8,15 @@ secrets, and close cleanly.
 """
 
 import asyncio
+import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmnet.backends import make_backend
-from llmnet.backends.base import Backend, Completion, Request, Sample
+from llmnet.backends.base import Backend, Completion, Request, Sample, request_key
 from llmnet.network.spec import LocalModel, ReplayModel, SimulatedModel
 from llmnet.tasks.query import Query
 from tests.conftest import HAS_LOCAL
@@ -71,3 +74,26 @@ def test_n_samples(backend):
 def test_identity_is_stable_and_holds_no_secret(backend):
     assert backend.identity == backend.identity and backend.identity
     assert SECRET not in backend.identity and SECRET not in repr(backend)
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_number = st.one_of(st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(identity=_text, prompt=_text, system=st.none() | _text, temperature=_number, top_p=_number,
+       max_tokens=st.integers(0, 5) | st.booleans(), stop=st.lists(_text, max_size=2),
+       choices=st.none() | st.lists(_text, max_size=2),
+       role=st.sampled_from(["generate", "judge", "select"]), candidate=st.none() | _text, n_candidates=st.integers(0, 3))
+def test_request_key_is_the_sha256_of_the_whole_json_array(identity, prompt, system, temperature, top_p, max_tokens,
+                                                            stop, choices, role, candidate, n_candidates):
+    """The key reuses a node's parameter text between queries; it must stay byte for byte the key of
+    the JSON array (caches written before keep their hits), also for values that compare equal but
+    print differently (1, 1.0, True; 0.0, -0.0), whichever of them came first."""
+    request = Request(prompt, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=tuple(stop),
+                      choices=None if choices is None else tuple(choices), system=system, role=role,
+                      candidate=candidate, n_candidates=n_candidates)
+    payload = [identity, prompt, system, "completion", temperature, top_p, max_tokens, stop, choices or [], role,
+               candidate, n_candidates]
+    expected = hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+    assert request_key(identity, request) == expected

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
 from llmnet.execute import RunConfig, run_network
 from llmnet.execute.cache import SampleCache
@@ -125,3 +126,84 @@ def test_two_processes_sharing_a_cache_never_pay_twice(tmp_path):
     paid = sum(summaries[d]["samples"] - summaries[d]["cache_hits"] for d in ("a", "b"))
     assert sqlite3.connect(cache).execute("SELECT COUNT(*) FROM samples").fetchone()[0] == paid
     assert all(summaries[d]["errors"] == 0 and summaries[d]["queries"] == 300 for d in summaries)
+
+
+def test_a_v2_cache_with_server_remarks_converts_to_call_rows_keeping_every_field(tmp_path):
+    """A file from before call rows (a table row per sample, sample_meta beside it) is rewritten in
+    place: texts, tokens, who paid, the calls and attempts booked and the server's remarks survive,
+    and the ``samples`` view still shows a row per sample."""
+    path = tmp_path / "v2.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE samples (key TEXT NOT NULL, seed INTEGER NOT NULL, text TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, paid_by TEXT NOT NULL DEFAULT '',
+            calls INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (key, seed)) WITHOUT ROWID;
+        CREATE TABLE sample_meta (key TEXT NOT NULL, seed INTEGER NOT NULL, meta TEXT NOT NULL,
+            PRIMARY KEY (key, seed)) WITHOUT ROWID;
+        INSERT INTO samples VALUES ('k', 0, 'héllo "x"', 5, 2, 'run\x1fq', 1, 3), ('k', 1, 'b', 5, 1, 'run\x1fq', 0, 0),
+                                   ('j', 4, 'c', 7, 1, '', 0, 0);
+        INSERT INTO sample_meta VALUES ('k', 1, '{"reasoning": "because", "cached_tokens": 4}');
+    """)
+    db.commit()
+    db.close()
+    cache = SampleCache(path)
+    got = cache.get_paid("k", range(2))
+    assert got[0] == (Sample('héllo "x"', 5, 2), "run\x1fq", 1, 3)
+    assert got[1] == (Sample("b", 5, 1, reasoning="because", cached_tokens=4), "run\x1fq", 0, 0)
+    assert cache.get_paid("j", range(3, 6)) == {4: (Sample("c", 7, 1), "", 0, 0)} and len(cache) == 3
+    cache.close()
+    db = sqlite3.connect(path)
+    kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE name IN ('samples', 'calls', 'sample_meta')"))
+    assert kinds == {"samples": "view", "calls": "table"}
+    assert db.execute("SELECT key, seed, text, calls, attempts FROM samples ORDER BY key, seed").fetchall() == [
+        ("j", 4, "c", 0, 0), ("k", 0, 'héllo "x"', 1, 3), ("k", 1, "b", 0, 0)]
+    db.close()
+    assert len(SampleCache(path)) == 3  # opening it again converts nothing twice
+
+
+def test_call_rows_cover_any_seed_range_asked_later(tmp_path):
+    """One row per call, yet the cache answers per sample: K=10 after K=5 reads 0..4, a range that
+    straddles two calls reads both, scattered seeds read only themselves, and a call's ``calls`` and
+    ``attempts`` are booked on its first sample only."""
+    cache = SampleCache(tmp_path / "c.sqlite")
+    cache.put_many("k", [(s, Sample(f"t{s}", 3, 1)) for s in range(5)], "me", 1, 2)
+    assert sorted(cache.get_paid("k", range(10))) == [0, 1, 2, 3, 4]
+    cache.put_many("k", [(s, Sample(f"t{s}", 3, 1)) for s in range(5, 10)], "you", 1, 1)
+    got = cache.get_paid("k", range(3, 7))
+    assert {s: (r[0].text, r[1], r[2]) for s, r in got.items()} == {
+        3: ("t3", "me", 0), 4: ("t4", "me", 0), 5: ("t5", "you", 1), 6: ("t6", "you", 0)}
+    assert sorted(cache.get_many("k", [9, 0, 7])) == [0, 7, 9] and len(cache) == 10
+    cache.put_many("g", [(0, Sample("a", 1, 1)), (1, Sample("b", 1, 1)), (5, Sample("c", 1, 1))], "x", 1, 4)
+    assert [(r[2], r[3]) for _, r in sorted(cache.get_paid("g", [0, 1, 5]).items())] == [(1, 4), (0, 0), (0, 0)]
+    cache.close()
+
+
+def test_a_damaged_call_row_is_one_cache_error(tmp_path):
+    path = tmp_path / "c.sqlite"
+    SampleCache(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO calls VALUES ('k', 0, 2, 'not json', '', 0, 0)")
+    db.commit()
+    db.close()
+    cache = SampleCache(path)
+    with pytest.raises(CacheError, match="unusable.*damaged row"):
+        cache.get_paid("k", range(2))
+    cache.close()
+
+
+def test_a_run_returns_before_sqlite_tidies_the_file_and_the_process_still_finishes_it(tmp_path):
+    """``run_network`` leaves SQLite's closing checkpoint to a thread: its samples are readable at
+    once, and a process that exits right away still completes the checkpoint (the WAL is gone)."""
+    cache = tmp_path / "c.sqlite"
+    script = (f"from llmnet import loads_network\nfrom llmnet.execute import RunConfig, run_network\n"
+              f"from llmnet.tasks.datasets import arithmetic\n"
+              f"rep = run_network(loads_network({NETWORK.replace('0.05', '0')!r}), arithmetic(50), "
+              f"RunConfig(cache_path={str(cache)!r}, progress=False))\n"
+              f"import sqlite3\nprint(sqlite3.connect({str(cache)!r}).execute('SELECT COUNT(*) FROM samples').fetchone()[0],"
+              f" rep.summary['samples'] - rep.summary['cache_hits'])\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    stored, paid = map(int, done.stdout.split())
+    assert stored == paid > 0  # committed before the run returned
+    assert not (tmp_path / "c.sqlite-wal").exists()  # the closing checkpoint ran before the process ended
+    assert SampleCache(cache).integrity_ok()

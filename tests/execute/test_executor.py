@@ -216,3 +216,26 @@ def test_select_and_filter_nodes_run():
     for r in rep.results:
         assert r["error"] is None and r["trace"]["pick"]["how"] in ("picked", "fallback-vote")
         assert len(r["trace"]["f"]["verdicts"]) == 4
+
+
+def test_remembered_answers_never_cross_answer_specs_or_choices(monkeypatch):
+    """The engine remembers each text's extracted answer; the same text read under another answer
+    spec (a gate branch's) or other choices is read afresh, and the memory stays bounded."""
+    from llmnet.execute import engine as engine_module
+    from llmnet.execute.engine import Engine, QueryRun
+    from llmnet.network.spec import AnswerSpec
+
+    monkeypatch.setattr(engine_module, "ANSWER_MEMO", 8)
+    engine = Engine(net(VOTE))
+    number, first_line = AnswerSpec(kind="number"), AnswerSpec(kind="text")
+    plain = Query(id="a", question="q", answer="1")
+    mc = Query(id="b", question="q", answer="B", choices=("x", "y"))
+    text = "B) 42 apples"
+    assert QueryRun(engine, plain, "p", number).extract(text) == "42"
+    assert QueryRun(engine, plain, "p", first_line).extract(text) == "b) 42 apples"  # text answers are lowercased
+    assert QueryRun(engine, mc, "p", AnswerSpec(kind="choice")).extract(text) == "B"
+    assert QueryRun(engine, plain, "p", AnswerSpec(kind="choice")).extract("E") is None  # labels A-D without choices
+    assert QueryRun(engine, plain, "p", number).extract(text) == "42"  # remembered
+    for i in range(20):
+        QueryRun(engine, plain, "p", number).extract(f"{i}")
+    assert len(engine.answers) <= 8

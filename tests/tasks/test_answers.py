@@ -1,7 +1,11 @@
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmnet.network.spec import AnswerSpec
-from llmnet.tasks.answers import extract, is_correct
+from llmnet.tasks.answers import _number, extract, is_correct
 
 NUM = AnswerSpec(kind="number")
 
@@ -24,3 +28,17 @@ def test_correctness():
     assert is_correct(NUM, "21", "21.0") and not is_correct(NUM, "20", "21") and not is_correct(NUM, None, "1")
     assert is_correct(NUM, "1", None) is None
     assert is_correct(AnswerSpec(kind="text"), "paris", "Paris.")
+
+
+@given(st.from_regex(r"[0-9][0-9,]{0,20}", fullmatch=True) | st.text(max_size=20))
+def test_whole_numbers_take_a_short_cut_to_the_same_answer(text):
+    """A plain whole number skips float(); it must read exactly as the general path does."""
+    raw = text.replace(",", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        expected = None
+    else:
+        finite = not (math.isnan(value) or math.isinf(value))
+        expected = (str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(value)) if finite else None
+    assert _number(text) == expected
