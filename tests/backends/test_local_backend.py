@@ -3,6 +3,8 @@
 import asyncio
 import os
 
+import pytest
+
 from llmnet import load_network, loads_network
 from llmnet.backends.base import Request
 from llmnet.execute import RunConfig, run_network
@@ -46,3 +48,62 @@ def test_a_prompts_samples_run_together():
 
     asyncio.run(go())
     assert groups == [[("a", 0), ("a", 1), ("a", 2)], [("b", 0), ("b", 1), ("b", 2)]]
+
+
+def test_prompt_pieces_have_no_one_token_batch():
+    from llmnet.backends.local import _pieces
+
+    for start, end, limit in [(0, 1, 8), (0, 2, 8), (3, 40, 8), (0, 17, 8), (5, 22, 8), (0, 512, 512), (0, 1025, 512)]:
+        pieces = _pieces(start, end, limit)
+        assert pieces[0][0] == start and pieces[-1][1] == end
+        assert all(a == b_prev for (_, b_prev), (a, _) in zip(pieces, pieces[1:]))  # contiguous
+        assert all(b - a <= limit for a, b in pieces)
+        assert end - start == 1 or all(b - a >= 2 for a, b in pieces)
+    assert _pieces(0, 17, 8) == [(0, 8), (8, 15), (15, 17)]
+
+
+@needs_local
+@pytest.mark.parametrize("batch_free", [None, False])
+def test_a_sample_is_a_function_of_prompt_and_seed_whatever_came_before(batch_free):
+    # every way reusing llama.cpp's state could leak the previous call into a sample: prompts sharing
+    # prefixes of many lengths (a few-shot preamble, one token apart, prefixes of each other, one
+    # token long), a prompt continuing the previous one with the very text just generated (its cache
+    # holds those tokens, evaluated one at a time), and the second sample of a prompt against the
+    # same seed drawn first. Each order must draw what a fresh llama.cpp state draws. None: the mode
+    # the probe picks on this machine; False: the fixed blocks it falls back to.
+    from llmnet.backends.local import LocalBackend
+
+    backend = LocalBackend("smol", load_network(GRAPHS / "vote.yaml").spec.models["smol"])
+    pre = "Question: 2 + 3\nAnswer: 5\nQuestion: 14 + 7\nAnswer: 21\nQuestion: "
+
+    def draw(prompts, fresh=False, seed=11, n=2):
+        out = {}
+        for p in prompts:
+            if fresh and backend._model is not None:
+                backend._model.llm.reset()
+            [res] = backend._run_group([Request(p, n=n, seed=seed, temperature=1.0, max_tokens=8)])
+            out[p] = [s.text for s in res]
+        return out
+
+    draw(["Q"])  # loads the model (and runs the probe)
+    llm = backend._model.llm
+    probed = llm.batch_free
+    try:
+        if batch_free is not None:
+            llm.batch_free = batch_free
+        heads = [pre + "31 + 45\nAnswer:", "Once upon a time"]
+        first = draw(heads, fresh=True)
+        prompts = heads + [h + first[h][1] for h in heads] + [
+            pre + "31 + 46\nAnswer:", pre + "31 + 4\nAnswer:", pre + "31", pre + "3", pre[:20], pre[:33], "Q"]
+        fresh = draw(prompts, fresh=True)
+        assert len({tuple(v) for v in fresh.values()}) > len(prompts) // 2  # samples that could differ
+        continued = [x for h in heads for x in (h, h + first[h][1])]  # the cache holds the continuation
+        for order in (continued, prompts[::-1], prompts[1::2] + prompts[::2]):
+            got = draw(order)
+            assert got == {p: fresh[p] for p in got}, order
+        # the second sample of a group (from the saved logits) is the one a fresh state draws first
+        assert {p: v[0] for p, v in draw(prompts[:4], fresh=True, seed=12, n=1).items()} == {
+            p: fresh[p][1] for p in prompts[:4]}
+    finally:
+        llm.batch_free = probed
+        llm.reset()
