@@ -94,6 +94,8 @@ class _Loaded:
             raise BackendError("the local backend needs llama-cpp-python: pip install 'llmnet-compound[local]'") from None
         self.llm = _canonical(Llama)(model_path=str(path), n_ctx=n_ctx,
                                      n_threads=n_threads or min(4, os.cpu_count() or 1), verbose=False, seed=0)
+        if not (self.llm._is_recurrent or self.llm._is_hybrid):
+            self.llm.batch_free = _batch_free(self.llm)  # part of loading: a few evaluations of a probe text
         self.lock = threading.Lock()
 
     @classmethod
@@ -190,7 +192,7 @@ def _canonical(llama_class):
     and K samples cost one prompt evaluation, not K re-evaluations of its last token."""
 
     class CanonicalLlama(llama_class):
-        batch_free: bool | None = None  # set at the first generation (_batch_free)
+        batch_free: bool | None = None  # set at loading, else at the first generation (_batch_free)
         _canon = 0  # the cached positions in canonical state: the saved prompt's tokens (batch-free)
         _prompt: list[int] | None = None  # the prompt whose canonical last-token logits are saved
         _logits = None

@@ -3,6 +3,7 @@
 import asyncio
 import os
 
+import numpy as np
 import pytest
 
 from llmnet import load_network, loads_network
@@ -81,29 +82,39 @@ def test_a_sample_is_a_function_of_prompt_and_seed_whatever_came_before(batch_fr
         for p in prompts:
             if fresh and backend._model is not None:
                 backend._model.llm.reset()
+            batches.clear()
             [res] = backend._run_group([Request(p, n=n, seed=seed, temperature=1.0, max_tokens=8)])
             out[p] = [s.text for s in res]
+            llm = backend._model.llm
+            logits[p] = llm._logits.copy()  # the prompt's canonical last-token logits
+            if llm.batch_free and len(llm._prompt) > 1:  # a prompt token evaluated alone computes differently
+                assert all(size > 1 for past, size in batches if past < len(llm._prompt)), (p, batches)
         return out
 
+    logits, batches = {}, []
     draw(["Q"])  # loads the model (and runs the probe)
     llm = backend._model.llm
     probed = llm.batch_free
+    llm.eval = lambda tokens: batches.append((llm.n_tokens, len(tokens))) or type(llm).eval(llm, tokens)
     try:
         if batch_free is not None:
             llm.batch_free = batch_free
         heads = [pre + "31 + 45\nAnswer:", "Once upon a time"]
         first = draw(heads, fresh=True)
-        prompts = heads + [h + first[h][1] for h in heads] + [
-            pre + "31 + 46\nAnswer:", pre + "31 + 4\nAnswer:", pre + "31", pre + "3", pre[:20], pre[:33], "Q"]
+        grown = [pre + "3", pre + "31", pre + "31 +", pre + "31 + 4", pre + "31 + 45", pre + "31 + 46"]  # 1-2 tokens apart
+        prompts = heads + [h + first[h][1] for h in heads] + grown + [pre[:20], pre[:33], "Q"]
         fresh = draw(prompts, fresh=True)
+        fresh_logits = dict(logits)
         assert len({tuple(v) for v in fresh.values()}) > len(prompts) // 2  # samples that could differ
         continued = [x for h in heads for x in (h, h + first[h][1])]  # the cache holds the continuation
-        for order in (continued, prompts[::-1], prompts[1::2] + prompts[::2]):
+        for order in (continued, sorted(prompts, key=len), prompts[::-1], prompts[1::2] + prompts[::2]):
             got = draw(order)
             assert got == {p: fresh[p] for p in got}, order
+            assert all(np.array_equal(logits[p], fresh_logits[p]) for p in order), order  # bit for bit
         # the second sample of a group (from the saved logits) is the one a fresh state draws first
         assert {p: v[0] for p, v in draw(prompts[:4], fresh=True, seed=12, n=1).items()} == {
             p: fresh[p][1] for p in prompts[:4]}
     finally:
+        del llm.eval
         llm.batch_free = probed
         llm.reset()
