@@ -142,12 +142,13 @@ def _batch_free(llm) -> bool:
 
     llama.cpp's CPU kernels take another path for a batch of one token than for larger batches
     (on x86 a one-token batch gives other logits in the last bits, enough to change a sample
-    now and then), and on some CPUs the path may depend on more (e.g. the parity of the batch
-    size on ARM's i8mm). Measured on SmolLM2-135M (x86, AVX-512): the logits of a prompt's last
-    token are bit-identical for every cut of the prompt into batches of >= 2 tokens (one batch,
-    2s, 3s, random cuts; 38 to 494 tokens), and differ for about a third of the cuts with one
-    one-token batch. The probe checks the same here: one batch against cuts into 2s, 3s and
-    mixed sizes, each of which would take every token through another path if the size mattered."""
+    now and then), and on other CPUs the path may depend on more (e.g. the parity of the batch
+    size where a kernel pairs columns). Measured on SmolLM2-135M (x86, AVX-512, 2 threads): the
+    logits of a prompt's last token are bit-identical for every cut of the prompt into batches
+    of >= 2 tokens (one batch, 2s, 3s, random cuts: 0 of 213 differ; 38 to 494 tokens), and
+    differ for 17 of 66 cuts with one one-token batch. The probe checks the same here: one batch
+    against cuts into 2s, 3s, 5s and 16s, each of which would take most tokens through another
+    path if the size mattered."""
     tokens = llm.tokenize(_PROBE.encode(), add_bos=False)
     n, seen = len(tokens), []
     for step in (n, 2, 3, 5, 16):
@@ -207,7 +208,11 @@ def _canonical(llama_class):
                 self._prompt, self._canon = None, 0
             n = len(tokens)
             if tokens != self._prompt or self.n_tokens < n:
-                (self._evaluate if self.batch_free else self._evaluate_blocks)(tokens)
+                previous, self._prompt = self._prompt, None  # no saved state if the evaluation fails midway
+                if self.batch_free:
+                    self._evaluate(tokens)
+                else:
+                    self._evaluate_blocks(tokens, previous or [])
                 self._prompt = tokens
                 self._logits = np.ctypeslib.as_array(_logits_row(self), shape=(self.n_vocab(),)).copy()
             else:  # a further sample of the same prompt: its state cut back, its logits put back
@@ -215,8 +220,8 @@ def _canonical(llama_class):
                 self._ctx.kv_cache_seq_rm(-1, n, -1)
                 np.ctypeslib.as_array(_logits_row(self), shape=(self.n_vocab(),))[:] = self._logits
             self._requires_eval = False
-            # generate finds the whole prompt cached with live logits and samples from them at once
-            return super().generate(tokens, *args, **kwargs)
+            # sample from those logits at once: nothing left to evaluate, none of generate's own prefix reuse
+            return super().generate([], *args, **{**kwargs, "reset": False})
 
         def _evaluate(self, tokens: list[int]) -> None:
             n, common = len(tokens), 0
@@ -225,14 +230,14 @@ def _canonical(llama_class):
                 common += 1
             if common == 0:
                 self.reset()
-            self.n_tokens = common  # eval drops the cache past this point
+            self.n_tokens = self._canon = common  # eval drops the cache past this point
             for a, b in _pieces(common, n, min(self.n_batch, self.context_params.n_ubatch)):
                 self.eval(tokens[a:b])
             self._canon = n if n >= 2 else 0  # a one-token prompt went through the one-token path
 
-        def _evaluate_blocks(self, tokens: list[int]) -> None:
-            head = tokens[:-1]
-            common, last = 0, self._prompt[:-1] if self._prompt else []
+        def _evaluate_blocks(self, tokens: list[int], previous: list[int]) -> None:
+            head, last = tokens[:-1], previous[:-1]  # the previous prompt's head is in blocks in the cache
+            common = 0
             limit = min(len(last), len(head), self.n_tokens)
             while common < limit and last[common] == head[common]:
                 common += 1

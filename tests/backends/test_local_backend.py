@@ -101,7 +101,7 @@ def test_a_sample_is_a_function_of_prompt_and_seed_whatever_came_before(batch_fr
             llm.batch_free = batch_free
         heads = [pre + "31 + 45\nAnswer:", "Once upon a time"]
         first = draw(heads, fresh=True)
-        grown = [pre + "3", pre + "31", pre + "31 +", pre + "31 + 4", pre + "31 + 45", pre + "31 + 46"]  # 1-2 tokens apart
+        grown = [pre + end for end in ("3", "31", "31 +", "31 + 4", "31 + 45", "31 + 46")]  # 1-2 tokens apart
         prompts = heads + [h + first[h][1] for h in heads] + grown + [pre[:20], pre[:33], "Q"]
         fresh = draw(prompts, fresh=True)
         fresh_logits = dict(logits)
@@ -118,3 +118,35 @@ def test_a_sample_is_a_function_of_prompt_and_seed_whatever_came_before(batch_fr
         del llm.eval
         llm.batch_free = probed
         llm.reset()
+
+
+@needs_local
+def test_an_evaluation_that_fails_midway_leaves_no_state_to_reuse():
+    # llama.cpp failing after it overwrote part of the cache: the prompt cached before must not be
+    # sampled from that cache as if it were intact
+    from llmnet.backends.local import LocalBackend
+
+    backend = LocalBackend("smol", load_network(GRAPHS / "vote.yaml").spec.models["smol"])
+    pre = "Question: 2 + 3\nAnswer: 5\nQuestion: 14 + 7\nAnswer: 21\nQuestion: "
+    a, b = pre + "31 + 45\nAnswer:", pre + "9 + 9 and a few more words than the other prompt has\nAnswer:"
+
+    def draw(prompt):
+        [res] = backend._run_group([Request(prompt, n=2, seed=5, temperature=1.0, max_tokens=12)])
+        return [s.text for s in res]
+
+    draw(b)
+    llm = backend._model.llm
+    llm.reset()
+    want = draw(a)
+
+    def failing(tokens):
+        type(llm).eval(llm, tokens)
+        raise RuntimeError("llama_decode returned -1")
+
+    llm.eval = failing
+    try:
+        with pytest.raises(RuntimeError):
+            llm.create_completion(b, max_tokens=2, seed=0)
+    finally:
+        del llm.eval
+    assert draw(a) == want
