@@ -146,9 +146,10 @@ def _batch_free(llm) -> bool:
     size where a kernel pairs columns). Measured on SmolLM2-135M (x86, AVX-512, 2 threads): the
     logits of a prompt's last token are bit-identical for every cut of the prompt into batches
     of >= 2 tokens (one batch, 2s, 3s, random cuts: 0 of 213 differ; 38 to 494 tokens), and
-    differ for 17 of 66 cuts with one one-token batch. The probe checks the same here: one batch
-    against cuts into 2s, 3s, 5s and 16s, each of which would take most tokens through another
-    path if the size mattered."""
+    differ for 17 of 66 cuts with one one-token batch. The probe checks the same on the model
+    and machine at hand: one batch against cuts into 2s, 3s, 5s and 16s, each of which would
+    take most tokens through another path if the size mattered. (Gemma-3-270M, Q4_K_M, on the
+    same machine fails it, and keeps the fixed blocks.)"""
     tokens = llm.tokenize(_PROBE.encode(), add_bos=False)
     n, seen = len(tokens), []
     for step in (n, 2, 3, 5, 16):
