@@ -11,8 +11,11 @@ interleaved repetitions in one process (medians):
 - ``llmnet_sequential``: the same at concurrency 1.
 
 Also: whether llmnet's samples are identical at every concurrency and from run to run
-(they should be: each call starts from the prompt's canonical llama.cpp state), and
-whether OMP_WAIT_POLICY was set to passive by the backend.
+(they should be: each call starts from the prompt's canonical llama.cpp state), whether
+OMP_WAIT_POLICY was set to passive by the backend, whether the load-time probe found the
+model batch-free (one evaluation per new prompt; else fixed blocks), and per prompt, for
+each contender, the llama.cpp evaluation calls and tokens evaluated (prompt and generated
+tokens; counted by a wrapper around ``Llama.eval`` on both contenders alike).
 """
 
 from __future__ import annotations
@@ -60,6 +63,18 @@ def main() -> None:
     plain = Llama(model_path=str(backend._path), n_ctx=spec.n_ctx, verbose=False, seed=0,
                   n_threads=spec.n_threads or min(4, os.cpu_count() or 1))
     prompts = [render(net.spec.task.prompt, q.template_values()) for q in queries]
+    evals = {"direct": [0, 0], "llmnet": [0, 0]}  # llama.cpp evaluation calls, tokens evaluated
+
+    def counted(llm, tally):
+        def eval_(tokens):
+            if len(tokens):  # llama-cpp-python calls eval([]) when the prompt is all cached: no work
+                tally[0] += 1
+                tally[1] += len(tokens)
+            return type(llm).eval(llm, tokens)
+        llm.eval = eval_
+
+    counted(plain, evals["direct"])
+    counted(backend._model.llm, evals["llmnet"])
 
     def direct():
         out = []
@@ -103,12 +118,19 @@ def main() -> None:
         "identical_to_sequential": same,
         "all_identical": all(v == 1.0 for v in same.values()),
         "omp_wait_policy": omp, "omp_set_by_user": user_omp is not None,
+        "batch_free": backend._model.llm.batch_free,
+        "evals_per_prompt": {"direct": evals["direct"][0] / (n * reps),
+                             "llmnet": evals["llmnet"][0] / (2 * n * reps)},  # two llmnet contenders
+        "tokens_evaluated_per_prompt": {"direct": evals["direct"][1] / (n * reps),
+                                        "llmnet": evals["llmnet"][1] / (2 * n * reps)},
         "target": "default concurrency <= 1.1x the direct loop; identical samples at every concurrency",
     }
     print(f"local {spec.model}, {n} queries x K={k}: llmnet (concurrency {RunConfig().concurrency}) "
           f"{result['default_vs_direct']:.3f}x the direct loop (CPU {result['default_vs_direct_cpu']:.3f}x), "
           f"sequential {result['sequential_vs_direct']:.3f}x; samples identical at every concurrency: "
-          f"{result['all_identical']}; OMP_WAIT_POLICY={omp}")
+          f"{result['all_identical']}; OMP_WAIT_POLICY={omp}; batch-free: {result['batch_free']}; llama.cpp "
+          f"evaluations per prompt: direct {result['evals_per_prompt']['direct']:.1f}, llmnet "
+          f"{result['evals_per_prompt']['llmnet']:.1f}")
     _write(args.json, result)
 
 

@@ -53,7 +53,9 @@ def bench_local(d: dict) -> str:
     return (f"{d['model']}, {d['queries']} queries x K={d['k']}: llmnet at concurrency {d['default_concurrency']} "
             f"{d['default_vs_direct']:.2f}x a direct llama.cpp loop in wall time, {d['default_vs_direct_cpu']:.2f}x in "
             f"CPU (sequential {d['sequential_vs_direct']:.2f}x); "
-            f"samples identical at every concurrency: {'yes' if d['all_identical'] else 'NO'}")
+            f"samples identical at every concurrency: {'yes' if d['all_identical'] else 'NO'}"
+            + (f"; llama.cpp evaluations per prompt {d['evals_per_prompt']['llmnet']:.1f} "
+               f"(direct loop {d['evals_per_prompt']['direct']:.1f})" if "evals_per_prompt" in d else ""))
 
 
 def bench_requests(d: dict) -> str:
