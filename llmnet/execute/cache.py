@@ -157,6 +157,13 @@ class SampleCache:
                     for seed, text, p, c, by, calls, att in rows}
         return {seed: (Sample(text, p, c), by, calls, att) for seed, text, p, c, by, calls, att in rows}
 
+    def seeds_of(self, key: str, limit: int) -> list[int]:
+        """The seeds cached under ``key``, at most ``limit`` of them (the lowest), in order. A Ray worker's
+        claim reads a key's rows with the claim, before it knows which seeds it needs (``execute.cluster``)."""
+        with self._lock, self._guard():
+            return [seed for (seed,) in self._db.execute(
+                "SELECT seed FROM samples WHERE key = ? ORDER BY seed LIMIT ?", (key, limit))]
+
     def _meta(self, key: str, seeds: Sequence[int]) -> dict[int, dict]:
         rows = self._db.execute(f"SELECT seed, meta FROM sample_meta WHERE key = ? AND seed IN "
                                 f"({','.join('?' * len(seeds))})", [key, *seeds]).fetchall()
