@@ -246,16 +246,21 @@ class _CacheServer:
         self.holders: dict[str, tuple[str, int]] = {}  # key -> (worker holding it, its claims on it)
         self.owned: dict[str, set[str]] = {}  # worker -> keys it holds
 
-    def get_paid(self, key: str, seeds: list[int]) -> dict[int, tuple]:
+    def get_paid(self, key: str, seeds: list[int], owner: str = "", released: list[str] = ()) -> dict[int, tuple]:
+        self.release_many(released, owner)
         return {seed: (_flat(s), by, calls, att) for seed, (s, by, calls, att) in self.cache.get_paid(key, seeds).items()}
 
-    def put_many(self, key: str, items: list[tuple[int, tuple]], paid_by: str, calls: int, attempts: int) -> None:
+    def put_many(self, key: str, items: list[tuple[int, tuple]], paid_by: str, calls: int, attempts: int,
+                 owner: str = "", released: list[str] = ()) -> None:
         self.cache.put_many(key, [(seed, Sample(*flat)) for seed, flat in items], paid_by, calls, attempts)
+        self.release_many(released, owner)
 
-    def claim(self, key: str, owner: str) -> tuple[bool, dict[int, tuple] | None]:
+    def claim(self, key: str, owner: str, released: list[str] = ()) -> tuple[bool, dict[int, tuple] | None]:
         """Claim ``key`` for worker ``owner``: (False, None) while another process or worker holds it;
         else (True, the key's cached rows), read in the same round trip because the worker's next
-        step is to read them (None when the key has more than ``PREFETCH_SEEDS`` seeds: it asks then)."""
+        step is to read them (None when the key has more than ``PREFETCH_SEEDS`` seeds: it asks then).
+        ``released``: keys the worker gave up since its last call, released first (every call takes them)."""
+        self.release_many(released, owner)
         held = self.holders.get(key)
         if held is not None:
             if held[0] != owner:
@@ -281,6 +286,10 @@ class _CacheServer:
         self.owned.get(owner, set()).discard(key)
         self.cache.release(key)
 
+    def release_many(self, keys: list[str], owner: str) -> None:
+        for key in keys:
+            self.release(key, owner)
+
     def forget(self, owner: str) -> int:
         """Drop every claim of worker ``owner`` (it died); how many keys it held."""
         keys = self.owned.pop(owner, set())
@@ -288,10 +297,6 @@ class _CacheServer:
             if self.holders.pop(key, None) is not None:
                 self.cache.release(key)
         return len(keys)
-
-    def held(self) -> int:
-        """Keys claimed now (0 once every worker has released what it claimed)."""
-        return len(self.holders)
 
     def close(self) -> None:
         self.cache.close()
@@ -307,8 +312,9 @@ class _RemoteCache:
 
     A claim is one round trip that also brings the key's rows, which the Engine reads next
     (``Engine.samples``: claim, then read, with no await between), so claiming costs no extra
-    trip. ``release`` is sent without waiting: the samples it covers were committed by the
-    blocking ``put_many`` before it, and the actor runs one caller's calls in order.
+    trip. A release travels with the worker's next call to the actor, or alone, unawaited, at
+    the end of the event loop's turn when no call was made meanwhile: the samples it covers were
+    committed by the blocking ``put_many`` before it, and the actor runs one caller's calls in order.
     """
 
     def __init__(self, server: Any, owner: str):
@@ -316,11 +322,22 @@ class _RemoteCache:
 
         self._ray, self._server, self._owner = ray, server, owner
         self._rows: dict[str, dict[int, tuple]] = {}  # claimed keys' rows, read with the claim
+        self._released: list[str] = []  # keys given up, not yet told to the actor
+        self._flushing = False
+
+    def _take(self) -> list[str]:
+        released, self._released = self._released, []
+        return released
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if self._released:
+            self._server.release_many.remote(self._take(), self._owner)
 
     def get_paid(self, key: str, seeds) -> dict[int, tuple]:
         rows = self._rows.pop(key, None)
         if rows is None:
-            rows = self._ray.get(self._server.get_paid.remote(key, list(seeds)))
+            rows = self._ray.get(self._server.get_paid.remote(key, list(seeds), self._owner, self._take()))
         else:
             rows = {seed: rows[seed] for seed in seeds if seed in rows}
         return {seed: (Sample(*f), by, calls, att) for seed, (f, by, calls, att) in rows.items()}
@@ -328,18 +345,26 @@ class _RemoteCache:
     def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
                  attempts: int = 0) -> None:
         self._ray.get(self._server.put_many.remote(key, [(seed, _flat(s)) for seed, s in items], paid_by, calls,
-                                                   attempts))
+                                                   attempts, self._owner, self._take()))
 
     def claim(self, key: str) -> bool:
         """Claim ``key`` in the driver's cache for this worker; False while another process or worker holds it."""
-        granted, rows = self._ray.get(self._server.claim.remote(key, self._owner))
+        granted, rows = self._ray.get(self._server.claim.remote(key, self._owner, self._take()))
         if granted and rows is not None:
             self._rows[key] = rows
         return granted
 
     def release(self, key: str) -> None:
         self._rows.pop(key, None)
-        self._server.release.remote(key, self._owner)
+        self._released.append(key)
+        if not self._flushing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop: nothing else will carry it
+                self._flush()
+                return
+            self._flushing = True
+            loop.call_soon(self._flush)
 
     def close(self) -> None:
         pass

@@ -29,6 +29,9 @@ from llmnet.execute.session import Invocation, Session, BackgroundLoop  # noqa: 
 from llmnet.network.graph import Network  # noqa: E402
 
 
+_OPENING = threading.Lock()  # a module's first blocking call opens its session once, whatever the threads
+
+
 def _prediction(result: Invocation) -> dspy.Prediction:
     return dspy.Prediction(answer=result.answer, branch=result.branch, correct=result.correct,
                            usage=result.usage.to_dict(), trace=result.trace)
@@ -53,13 +56,12 @@ class NetworkModule(dspy.Module):
         self._options = session_options
         self._sessions: "weakref.WeakKeyDictionary[Any, Session]" = weakref.WeakKeyDictionary()  # per event loop
         self._blocking: tuple[BackgroundLoop, Session] | None = None
-        self._opening = threading.Lock()
 
     def forward(self, question: str, **fields: Any) -> dspy.Prediction:
         query = {"question": question, **fields}
         if not self._options:
             return _prediction(self.network.invoke(query, cache=self.cache))
-        with self._opening:
+        with _OPENING:
             if self._blocking is None:  # its own session (budget, ...) on a background loop
                 runner = BackgroundLoop()
                 self._blocking = (runner, runner.run(self._open()))
