@@ -437,3 +437,31 @@ def test_another_process_waits_for_a_ray_workers_claim_and_reads_its_rows(cluste
     assert theirs["calls"] == 0 and theirs["cache_hits"] == 12 and theirs["errors"] == 0  # waited, then read
     rows = cache_rows(shared)
     assert len(rows) == 12 and len({row[5].split("\x1f")[0] for row in rows}) == 1  # all paid by the Ray run
+
+
+def test_the_cache_actor_keeps_each_workers_claims_apart(tmp_path, monkeypatch):
+    """The actor's process holds every worker's locks, so it tells workers apart itself: another worker's
+    claim on a held key is refused until the holder releases it or dies (``forget``); a granted claim
+    brings the key's rows, unless the key has more seeds than ``PREFETCH_SEEDS``."""
+    from llmnet.backends.base import Sample
+    from llmnet.execute import cluster
+
+    server = cluster._CacheServer(str(tmp_path / "c.sqlite"))
+    try:
+        server.put_many("a" * 64, [(0, ("x", 1, 2, "", 0, "", "")), (1, ("y", 1, 2, "", 0, "", ""))], "p", 1, 1)
+        granted, rows = server.claim("a" * 64, "w1")
+        assert granted and sorted(rows) == [0, 1] and Sample(*rows[1][0]).text == "y"
+        assert server.claim("a" * 64, "w2") == (False, None)  # another worker waits ...
+        server.release_many(["a" * 64], "w2")  # ... and cannot release what it does not hold
+        assert server.claim("a" * 64, "w2") == (False, None)
+        granted, _ = server.claim("b" * 64, "w1", released=["a" * 64])  # a release riding on the next call
+        assert granted and server.claim("a" * 64, "w2")[0]
+        assert server.claim("b" * 64, "w2") == (False, None)
+        assert server.forget("w1") == 1  # w1 died holding "b"
+        assert server.claim("b" * 64, "w2") == (True, {})
+        monkeypatch.setattr(cluster, "PREFETCH_SEEDS", 1)
+        server.release("a" * 64, "w2")
+        assert server.claim("a" * 64, "w3") == (True, None)  # two seeds > 1: the worker reads them itself
+        assert sorted(server.get_paid("a" * 64, [0, 1, 2], "w3")) == [0, 1]
+    finally:
+        server.close()
