@@ -221,6 +221,17 @@ class SampleCache:
         except (ValueError, TypeError, IndexError, KeyError):  # a row whose samples are not what llmnet wrote
             raise self._unusable(sqlite3.DatabaseError(f"a damaged row for key {key[:12]}")) from None
 
+    def seeds_of(self, key: str, limit: int) -> list[int]:
+        """The seeds cached under ``key``, at most ``limit`` of them (the lowest), in order. A Ray worker's
+        claim reads a key's rows with the claim, before it knows which seeds it needs (``execute.cluster``)."""
+        seeds: set[int] = set()
+        with self._lock, self._guard():
+            for seed, n in self._db.execute("SELECT seed, n FROM calls WHERE key = ? ORDER BY seed", (key,)):
+                if len(seeds) >= limit and seed > max(seeds):
+                    break
+                seeds.update(range(seed, seed + n))
+        return sorted(seeds)[:limit]
+
     def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
                  attempts: int = 0) -> None:
         """Store (seed, sample) items; the first carries the call's ``calls`` and ``attempts``."""

@@ -14,6 +14,13 @@ llmnet only decides what travels:
   write every sample through it, synchronously, before using it, so a sample paid on any
   node is on the driver's disk before the query goes on, and a killed worker (or driver)
   loses nothing it paid for.
+- **Claims are real.** Before paying for a key a worker claims it through that actor, which
+  takes the cache's claim lock (``SampleCache.claim``) for it: another process on the same
+  cache (a second ``llmnet run``, a local run) waits for the worker's samples instead of
+  paying again, and a worker waits for theirs (and for another worker's). The claim comes
+  back with the key's rows, so it costs no round trip beyond the read it replaces; the
+  release follows the worker's committed write, unawaited (``_CacheServer``, ``_RemoteCache``).
+  A dead worker's claims are dropped when it is replaced.
 - **Budgets are split and reported.** Each model's ``concurrency``, ``rpm`` and ``tpm`` and
   the run's ``max_cost`` are divided evenly over the workers (the concurrency parts sum to
   the model's, with at least 1 per worker); the summary's ``ray`` entry lists the shares, so the cluster as a whole stays
@@ -54,6 +61,7 @@ from llmnet.network.templates import render
 from llmnet.tasks.query import Query
 
 MAX_RESENDS = 3
+PREFETCH_SEEDS = 256  # a worker's claim brings the key's rows when the key has at most this many seeds
 CONNECT_TIMEOUT_S = 3.0  # how long an address may take to answer before --ray gives up on it
 INSTALL_HINT = "Ray is not installed: pip install 'llmnet-compound[ray]' (or pip install ray)"
 
@@ -221,18 +229,74 @@ def ray_session(value: Any) -> Iterator[None]:
 
 
 class _CacheServer:
-    """The per-sample cache on the driver's node; every worker's samples go through it."""
+    """The per-sample cache on the driver's node; every worker's samples and claims go through it.
+
+    Claims: this actor's process takes the cache's claim lock on a key (``SampleCache.claim``: a
+    POSIX lock on ``PATH-claims``, which only a process on the file's machine can hold) for the
+    worker that asks, so another process on that cache (a second ``llmnet run``, a local run of
+    the driver's) waits for a Ray worker's samples and a Ray worker for theirs. The lock belongs
+    to this process, so it also keeps, per key, which worker holds it: another worker's claim on
+    that key is refused too, and a dead worker's claims are dropped (``forget``).
+    """
 
     def __init__(self, path: str):
         from llmnet.execute.cache import SampleCache
 
         self.cache = SampleCache(path)
+        self.holders: dict[str, tuple[str, int]] = {}  # key -> (worker holding it, its claims on it)
+        self.owned: dict[str, set[str]] = {}  # worker -> keys it holds
 
-    def get_paid(self, key: str, seeds: list[int]) -> dict[int, tuple]:
+    def get_paid(self, key: str, seeds: list[int], owner: str = "", released: list[str] = ()) -> dict[int, tuple]:
+        self.release_many(released, owner)
         return {seed: (_flat(s), by, calls, att) for seed, (s, by, calls, att) in self.cache.get_paid(key, seeds).items()}
 
-    def put_many(self, key: str, items: list[tuple[int, tuple]], paid_by: str, calls: int, attempts: int) -> None:
+    def put_many(self, key: str, items: list[tuple[int, tuple]], paid_by: str, calls: int, attempts: int,
+                 owner: str = "", released: list[str] = ()) -> None:
         self.cache.put_many(key, [(seed, Sample(*flat)) for seed, flat in items], paid_by, calls, attempts)
+        self.release_many(released, owner)
+
+    def claim(self, key: str, owner: str, released: list[str] = ()) -> tuple[bool, dict[int, tuple] | None]:
+        """Claim ``key`` for worker ``owner``: (False, None) while another process or worker holds it;
+        else (True, the key's cached rows), read in the same round trip because the worker's next
+        step is to read them (None when the key has more than ``PREFETCH_SEEDS`` seeds: it asks then).
+        ``released``: keys the worker gave up since its last call, released first (every call takes them)."""
+        self.release_many(released, owner)
+        held = self.holders.get(key)
+        if held is not None:
+            if held[0] != owner:
+                return False, None
+            self.holders[key] = (owner, held[1] + 1)
+        else:
+            if not self.cache.claim(key):
+                return False, None
+            self.holders[key] = (owner, 1)
+            self.owned.setdefault(owner, set()).add(key)
+        seeds = self.cache.seeds_of(key, PREFETCH_SEEDS + 1)
+        return True, (self.get_paid(key, seeds) if len(seeds) <= PREFETCH_SEEDS else None)
+
+    def release(self, key: str, owner: str) -> None:
+        """Give up ``owner``'s claim on ``key`` (a worker calls it after its samples of the key are committed)."""
+        held = self.holders.get(key)
+        if held is None or held[0] != owner:  # dropped already (``forget``), or never held (this actor restarted)
+            return
+        if held[1] > 1:
+            self.holders[key] = (owner, held[1] - 1)
+            return
+        del self.holders[key]
+        self.owned.get(owner, set()).discard(key)
+        self.cache.release(key)
+
+    def release_many(self, keys: list[str], owner: str) -> None:
+        for key in keys:
+            self.release(key, owner)
+
+    def forget(self, owner: str) -> int:
+        """Drop every claim of worker ``owner`` (it died); how many keys it held."""
+        keys = self.owned.pop(owner, set())
+        for key in keys:
+            if self.holders.pop(key, None) is not None:
+                self.cache.release(key)
+        return len(keys)
 
     def close(self) -> None:
         self.cache.close()
@@ -244,28 +308,63 @@ def _flat(s: Sample) -> tuple:
 
 
 class _RemoteCache:
-    """What a worker's Engine sees as its cache: blocking calls to the cache actor (one writer)."""
+    """What a worker's Engine sees as its cache: blocking calls to the cache actor (one writer).
 
-    def __init__(self, server: Any):
+    A claim is one round trip that also brings the key's rows, which the Engine reads next
+    (``Engine.samples``: claim, then read, with no await between), so claiming costs no extra
+    trip. A release travels with the worker's next call to the actor, or alone, unawaited, at
+    the end of the event loop's turn when no call was made meanwhile: the samples it covers were
+    committed by the blocking ``put_many`` before it, and the actor runs one caller's calls in order.
+    """
+
+    def __init__(self, server: Any, owner: str):
         import ray
 
-        self._ray, self._server = ray, server
+        self._ray, self._server, self._owner = ray, server, owner
+        self._rows: dict[str, dict[int, tuple]] = {}  # claimed keys' rows, read with the claim
+        self._released: list[str] = []  # keys given up, not yet told to the actor
+        self._flushing = False
+
+    def _take(self) -> list[str]:
+        released, self._released = self._released, []
+        return released
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if self._released:
+            self._server.release_many.remote(self._take(), self._owner)
 
     def get_paid(self, key: str, seeds) -> dict[int, tuple]:
-        rows = self._ray.get(self._server.get_paid.remote(key, list(seeds)))
+        rows = self._rows.pop(key, None)
+        if rows is None:
+            rows = self._ray.get(self._server.get_paid.remote(key, list(seeds), self._owner, self._take()))
+        else:
+            rows = {seed: rows[seed] for seed in seeds if seed in rows}
         return {seed: (Sample(*f), by, calls, att) for seed, (f, by, calls, att) in rows.items()}
 
     def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
                  attempts: int = 0) -> None:
         self._ray.get(self._server.put_many.remote(key, [(seed, _flat(s)) for seed, s in items], paid_by, calls,
-                                                   attempts))
+                                                   attempts, self._owner, self._take()))
 
     def claim(self, key: str) -> bool:
-        """Always granted: a key's queries all go to one worker, and the actor is the only writer."""
-        return True
+        """Claim ``key`` in the driver's cache for this worker; False while another process or worker holds it."""
+        granted, rows = self._ray.get(self._server.claim.remote(key, self._owner, self._take()))
+        if granted and rows is not None:
+            self._rows[key] = rows
+        return granted
 
     def release(self, key: str) -> None:
-        pass
+        self._rows.pop(key, None)
+        self._released.append(key)
+        if not self._flushing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop: nothing else will carry it
+                self._flush()
+                return
+            self._flushing = True
+            loop.call_soon(self._flush)
 
     def close(self) -> None:
         pass
@@ -279,7 +378,7 @@ class _ShardWorker:
     """
 
     def __init__(self, networks: list[Network], cache_server: Any, max_cost: float | None, seed: int, workers: int,
-                 index: int):
+                 index: int, owner: str = ""):
         from llmnet.backends import make_backend
         from llmnet.execute.engine import Engine
         from llmnet.execute.limits import CostBudget, Limited
@@ -287,7 +386,7 @@ class _ShardWorker:
         used = set().union(*(net.models_used() for net in networks))
         specs = {name: spec for net in networks for name, spec in net.spec.models.items() if name in used}
         backends = {name: make_backend(name, split_limits(spec, workers, index)) for name, spec in specs.items()}
-        cache = _RemoteCache(cache_server) if cache_server is not None else None
+        cache = _RemoteCache(cache_server, owner) if cache_server is not None else None
         budget = CostBudget(None if max_cost is None else max_cost / workers)
         limited = {name: Limited(backend, budget) for name, backend in backends.items()}
         self.engines = [Engine(net, cache, None, seed, backends) for net in networks]
@@ -353,6 +452,7 @@ class RayEngine:
                                 max_task_retries=-1)(_CacheServer)
             self.cache_server = server.remote(str(os.path.abspath(cache_path)))
         self._worker_cls = ray.remote(num_cpus=self.cpus, max_restarts=0)(_ShardWorker)
+        self.owners = [""] * self.workers  # each slot's worker, as the cache actor knows its claims
         self.slots = [self._spawn(i) for i in range(self.workers)]
         self.restarts = 0
         self.nodes: set[str] = set()
@@ -363,7 +463,9 @@ class RayEngine:
         self.keep_text = False
 
     def _spawn(self, index: int) -> Any:
-        return self._worker_cls.remote(self.networks, self.cache_server, self.max_cost, self.seed, self.workers, index)
+        self.owners[index] = f"{index}:{secrets.token_hex(4)}"
+        return self._worker_cls.remote(self.networks, self.cache_server, self.max_cost, self.seed, self.workers, index,
+                                       self.owners[index])
 
     def _slot(self, query: Query) -> int:
         from llmnet.backends.vllm import rendezvous_order
@@ -379,8 +481,11 @@ class RayEngine:
                 record = await actor.run_query.remote(query, which, self.run_id, self.keep_text)
             except self.ray.exceptions.RayActorError as exc:
                 if self.slots[slot] is actor:  # the first query to see the death replaces the worker
+                    dead = self.owners[slot]
                     self.slots[slot] = self._spawn(slot)
                     self.restarts += 1
+                    if self.cache_server is not None:  # the dead worker's claims go with it (others poll till then)
+                        await self.cache_server.forget.remote(dead)
                 if attempt == MAX_RESENDS:
                     return _failed(query, f"WorkerDied: Ray worker died {MAX_RESENDS + 1} times running this "
                                           f"query ({type(exc).__name__})")

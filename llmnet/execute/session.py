@@ -176,7 +176,9 @@ def default_session(network: Network, cache: CacheArg = None) -> Session:
     session = sessions.get(key)
     if session is None or session.closed:
         session = sessions[key] = Session(network, cache=cache)
-        weakref.finalize(network, _forget, weakref.ref(loop), key)
+        # not at exit: the thread pools are shut down by then (a closing session's last step would raise);
+        # every call returned after its samples were committed, so exit loses nothing
+        weakref.finalize(network, _forget, weakref.ref(loop), key).atexit = False
     return session
 
 

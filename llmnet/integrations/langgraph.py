@@ -3,21 +3,27 @@
 * ``router_edge(router, branches)``: an llmnet router (ComplexityNet, SMART, rule, or any
   ``Router``) as a conditional-edge function: ``graph.add_conditional_edges(START,
   router_edge(spec), {...})``. It reads the question (and any query fields) from the state.
-* ``network_node(network)``: a whole network as a node (sync and async), writing the answer,
-  the branch and the usage into the state; all calls of one node share one engine.
+* ``network_node(network, cache=None)``: a whole network as a node (sync and async), writing
+  the answer, the branch and the usage into the state; calls share one engine. ``cache`` means
+  what it means for ``network.ainvoke`` / ``invoke``: off by default (every call pays for its
+  samples and no file is written); a SQLite path or a ``SampleCache`` reads and writes that
+  per-sample cache, so a repeated question is answered from it.
 
 Both read the state as a mapping (a TypedDict state) or an object with attributes.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda
 
-from llmnet.execute.session import Session, as_query
+from llmnet.execute.cache import SampleCache
+from llmnet.execute.session import BackgroundLoop, Session, as_query
 from llmnet.network.graph import Network
 from llmnet.network.templates import render
 from llmnet.routing import Router, build_router
@@ -68,11 +74,23 @@ def router_edge(router: Router | Mapping[str, Any], branches: Sequence[str], *, 
 
 
 def network_node(network: Network, *, question_key: str = "question", answer_key: str = "answer",
-                 fields: Sequence[str] | None = None, **session_options: Any) -> RunnableLambda:
+                 fields: Sequence[str] | None = None, cache: str | Path | SampleCache | None = None,
+                 **session_options: Any) -> RunnableLambda:
     """A LangGraph node running ``network`` on the state's question; returns ``{answer_key: answer,
     "llmnet": {branch, calls, cache_hits, cost_usd, correct}}``. Works under ``graph.invoke``
-    and ``graph.ainvoke``; ``session_options`` (cache, max_cost, ...) configure the async engine."""
-    sessions: dict[int, Session] = {}
+    and ``graph.ainvoke``.
+
+    ``cache``: as for ``network.ainvoke(q, cache=...)``: None (the default) uses no cache, so every
+    call pays for its samples and writes no file; a SQLite path or a ``SampleCache`` reads and writes
+    that per-sample cache, so a question asked again is answered from it (``cache_hits``, no calls).
+    Without other options the node's calls go through ``network.invoke`` / ``ainvoke`` with that
+    cache (one engine per network, cache and event loop); ``session_options`` (``max_cost``,
+    ``concurrency``, ``seed``, ``backends``) give the node its own ``Session`` per event loop instead
+    (blocking calls: one on a background loop).
+    """
+    sessions: "weakref.WeakKeyDictionary[Any, Session]" = weakref.WeakKeyDictionary()  # per event loop
+    blocking: list[tuple[BackgroundLoop, Session]] = []
+    opening = threading.Lock()  # LangGraph may run a sync node from several threads at once
 
     def update(result: Any) -> dict[str, Any]:
         u = result.usage
@@ -80,15 +98,30 @@ def network_node(network: Network, *, question_key: str = "question", answer_key
                 "llmnet": {"network": network.name, "branch": result.branch, "calls": u.calls,
                            "cache_hits": u.cache_hits, "cost_usd": round(u.cost_usd, 10), "correct": result.correct}}
 
+    async def open_session() -> Session:
+        return Session(network, cache=cache, **session_options)
+
     def run(state: Any) -> dict[str, Any]:
-        return update(network.invoke(_fields(state, question_key, fields)))
+        query = _fields(state, question_key, fields)
+        if not session_options:
+            return update(network.invoke(query, cache=cache))
+        with opening:
+            if not blocking:
+                runner = BackgroundLoop()
+                blocking.append((runner, runner.run(open_session())))
+        runner, session = blocking[0]
+        return update(runner.run(session.ainvoke(query)))
 
     async def arun(state: Any) -> dict[str, Any]:
         import asyncio
 
-        key = id(asyncio.get_running_loop())
-        if key not in sessions or sessions[key].closed:
-            sessions[key] = Session(network, **session_options)
-        return update(await sessions[key].ainvoke(_fields(state, question_key, fields)))
+        query = _fields(state, question_key, fields)
+        if not session_options:
+            return update(await network.ainvoke(query, cache=cache))
+        loop = asyncio.get_running_loop()
+        session = sessions.get(loop)
+        if session is None or session.closed:
+            session = sessions[loop] = await open_session()
+        return update(await session.ainvoke(query))
 
     return RunnableLambda(run, afunc=arun, name=network.name)

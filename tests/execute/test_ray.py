@@ -316,3 +316,152 @@ def test_a_sweep_joins_ray_once_for_all_its_points(tmp_path):
     heads = {json.loads((tmp_path / "s" / "points" / f"K={k}" / "summary.json").read_text())["ray"]["address"]
              for k in (1, 2, 3)}
     assert len(heads) == 1 and ":" in heads.pop()  # one Ray instance, named by its head's address
+
+
+# ----------------------------------------------------------------------------- claims shared with other processes
+
+
+def cache_rows(path) -> list[tuple]:
+    """Every sample row of a cache file: (key, seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts)."""
+    return sqlite3.connect(path).execute("SELECT * FROM samples ORDER BY key, seed").fetchall()
+
+
+def test_a_ray_run_waits_for_another_process_claim_and_reads_its_rows(cluster, tmp_path):
+    """Another process holds the claims on three queries' keys (it is paying for them): the Ray run
+    finishes the other queries, waits for those three, then reads the other process's rows and pays
+    nothing for them."""
+    from llmnet.execute.cache import SampleCache
+
+    queries, claimed = QUERIES[:6], QUERIES[:3]
+    reference = run_network(network(0), queries, RunConfig(cache_path=tmp_path / "ref.sqlite", progress=False))
+    run_network(network(0), claimed, RunConfig(cache_path=tmp_path / "theirs.sqlite", progress=False))
+    theirs = cache_rows(tmp_path / "theirs.sqlite")  # what the other process is paying for: 3 keys x 3 seeds
+    keys = sorted({row[0] for row in theirs})
+    assert len(keys) == 3 and len(theirs) == 9
+    shared, out = tmp_path / "shared.sqlite", tmp_path / "ray"
+    other = SampleCache(shared)  # its own connection and claims (the cache actor is another process)
+    assert all(other.claim(key) for key in keys)
+    seen: dict[str, object] = {}
+
+    def pay_then_release() -> None:
+        results = out / "results.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and not (results.exists() and len(results.read_bytes().splitlines()) >= 3):
+            time.sleep(0.02)
+        time.sleep(1.0)  # time enough for a claimed query to finish, were it not waiting
+        seen["done_while_claimed"] = sorted(json.loads(line)["id"] for line in results.read_text().splitlines())
+        other.put_rows([(*row[:5], "other-process", *row[6:]) for row in theirs])
+        seen["released_at"] = time.monotonic()
+        for key in keys:
+            other.release(key)
+
+    holder = threading.Thread(target=pay_then_release)
+    holder.start()
+    try:
+        report = run_network(network(0), queries, RunConfig(out_dir=out, cache_path=shared, progress=False,
+                                                            ray=RayOptions(workers=2)))
+        finished = time.monotonic()
+    finally:
+        holder.join()
+        other.close()
+    assert seen["done_while_claimed"] == ["q3", "q4", "q5"]  # the claimed queries waited ...
+    assert finished > seen["released_at"]
+    s = report.summary
+    assert s["errors"] == 0 and s["complete"]
+    assert s["calls"] == 3 and s["cache_hits"] == 9  # ... and read the other process's rows: paid only for q3-q5
+    by_id = {r["id"]: r for r in report.results}
+    for q in claimed:
+        assert by_id[q.id]["calls"] == 0 and by_id[q.id]["cache_hits"] == 3
+    assert [r["answer"] for r in report.results] == [r["answer"] for r in reference.results]
+    rows = cache_rows(shared)
+    assert len(rows) == 18 and sum(row[5] == "other-process" for row in rows) == 9
+
+
+OTHER_PROCESS = """
+import json, sys
+from llmnet import loads_network
+from llmnet.execute import RunConfig, run_network
+from llmnet.tasks.query import Query
+
+net = loads_network(open(sys.argv[1]).read())
+queries = [Query(f"q{i}", f"{i} + {i + 1}", str(2 * i + 1)) for i in range(int(sys.argv[3]))]
+print("ready", flush=True)
+sys.stdin.readline()
+report = run_network(net, queries, RunConfig(cache_path=sys.argv[2], progress=False))
+print(json.dumps(report.summary), flush=True)
+"""
+
+
+def test_another_process_waits_for_a_ray_workers_claim_and_reads_its_rows(cluster, tmp_path):
+    """The opposite direction: while Ray workers pay for four queries (2 s calls), a second process on
+    the same cache asks for the same samples; it waits for the workers' claims and reads their rows."""
+    from llmnet.execute.cache import SampleCache
+
+    queries = QUERIES[:4]
+    run_network(network(0), queries, RunConfig(cache_path=tmp_path / "ref.sqlite", progress=False))
+    keys = sorted({row[0] for row in cache_rows(tmp_path / "ref.sqlite")})
+    assert len(keys) == 4
+    net = tmp_path / "net.yaml"
+    net.write_text(NETWORK.format(latency=0))
+    shared = tmp_path / "shared.sqlite"
+    other = subprocess.Popen([sys.executable, "-c", OTHER_PROCESS, str(net), str(shared), str(len(queries))], cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    box: list = []
+    ray_run = threading.Thread(target=lambda: box.append(run_network(
+        network(2.0), queries, RunConfig(cache_path=shared, progress=False, ray=RayOptions(workers=2)))))
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        ray_run.start()
+        probe = SampleCache(shared)  # is every key claimed by someone else (the workers, through the cache actor)?
+        free, deadline = keys, time.time() + 120
+        while time.time() < deadline and ray_run.is_alive():
+            free = [key for key in keys if probe.claim(key)]
+            for key in free:
+                probe.release(key)
+            if not free:
+                break
+            time.sleep(0.02)
+        probe.close()
+        assert not free, "the Ray workers never claimed the keys they pay for"
+        other.stdin.write("go\n")
+        other.stdin.flush()
+        out, err = other.communicate(timeout=120)
+    finally:
+        if other.poll() is None:
+            other.kill()
+        if ray_run.is_alive():
+            ray_run.join()
+    assert other.returncode == 0, err
+    theirs, ours = json.loads(out.splitlines()[-1]), box[0].summary
+    assert ours["calls"] == 4 and ours["cache_hits"] == 0 and ours["errors"] == 0
+    assert theirs["calls"] == 0 and theirs["cache_hits"] == 12 and theirs["errors"] == 0  # waited, then read
+    rows = cache_rows(shared)
+    assert len(rows) == 12 and len({row[5].split("\x1f")[0] for row in rows}) == 1  # all paid by the Ray run
+
+
+def test_the_cache_actor_keeps_each_workers_claims_apart(tmp_path, monkeypatch):
+    """The actor's process holds every worker's locks, so it tells workers apart itself: another worker's
+    claim on a held key is refused until the holder releases it or dies (``forget``); a granted claim
+    brings the key's rows, unless the key has more seeds than ``PREFETCH_SEEDS``."""
+    from llmnet.backends.base import Sample
+    from llmnet.execute import cluster
+
+    server = cluster._CacheServer(str(tmp_path / "c.sqlite"))
+    try:
+        server.put_many("a" * 64, [(0, ("x", 1, 2, "", 0, "", "")), (1, ("y", 1, 2, "", 0, "", ""))], "p", 1, 1)
+        granted, rows = server.claim("a" * 64, "w1")
+        assert granted and sorted(rows) == [0, 1] and Sample(*rows[1][0]).text == "y"
+        assert server.claim("a" * 64, "w2") == (False, None)  # another worker waits ...
+        server.release_many(["a" * 64], "w2")  # ... and cannot release what it does not hold
+        assert server.claim("a" * 64, "w2") == (False, None)
+        granted, _ = server.claim("b" * 64, "w1", released=["a" * 64])  # a release riding on the next call
+        assert granted and server.claim("a" * 64, "w2")[0]
+        assert server.claim("b" * 64, "w2") == (False, None)
+        assert server.forget("w1") == 1  # w1 died holding "b"
+        assert server.claim("b" * 64, "w2") == (True, {})
+        monkeypatch.setattr(cluster, "PREFETCH_SEEDS", 1)
+        server.release("a" * 64, "w2")
+        assert server.claim("a" * 64, "w3") == (True, None)  # two seeds > 1: the worker reads them itself
+        assert sorted(server.get_paid("a" * 64, [0, 1, 2], "w3")) == [0, 1]
+    finally:
+        server.close()

@@ -102,3 +102,101 @@ def test_a_smart_plan_routes_a_langgraph_graph(tmp_path):
     ran = [graph.invoke({"question": f"{i} + 1", "id": f"q{i}", "answer": str(i + 1)})["llmnet"]["network"]
            for i in range(40)]
     assert 10 <= ran.count("single") <= 30  # the plan's 50/50 shares, drawn by a hash of the id
+
+
+
+def one_node_graph(net, **options):
+    g = StateGraph(State)
+    g.add_node("net", network_node(net, **options))
+    g.add_edge(START, "net")
+    g.add_edge("net", END)
+    return g.compile()
+
+
+ASK = {"question": "12 + 35", "id": "q1", "answer": "47"}
+
+
+def test_a_network_node_with_a_cache_pays_once_and_without_one_pays_every_time(tmp_path, monkeypatch):
+    """``cache=`` means what it means for ``network.invoke``: a path (or a SampleCache) answers the same
+    question again from the cache; the default, no cache, pays again and writes no file."""
+    import sqlite3
+
+    from llmnet.execute.cache import SampleCache
+
+    cached = one_node_graph(tier("vote3", 3), cache=tmp_path / "c.sqlite")
+    first, again = cached.invoke(ASK)["llmnet"], cached.invoke(ASK)["llmnet"]
+    assert first["calls"] == 1 and first["cache_hits"] == 0
+    assert again["calls"] == 0 and again["cache_hits"] == 3  # answered from the cache
+    assert again["branch"] == first["branch"] and cached.invoke(ASK)["answer"] == "47"
+    # async, a new event loop each time, and another node on the same file: still answered from it
+    assert asyncio.run(cached.ainvoke(ASK))["llmnet"] == again
+    assert asyncio.run(cached.ainvoke(ASK))["llmnet"] == again
+    assert asyncio.run(one_node_graph(tier("vote3", 3), cache=tmp_path / "c.sqlite").ainvoke(ASK))["llmnet"] == again
+    assert sqlite3.connect(tmp_path / "c.sqlite").execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 3
+    # a SampleCache object works the same way, async first; its owner keeps it open
+    store = SampleCache(tmp_path / "o.sqlite")
+    try:
+        mine = one_node_graph(tier("vote3", 3), cache=store)
+        assert asyncio.run(mine.ainvoke(ASK))["llmnet"]["calls"] == 1
+        assert asyncio.run(mine.ainvoke(ASK))["llmnet"]["cache_hits"] == 3
+        assert mine.invoke(ASK)["llmnet"]["calls"] == 0 and len(store) == 3
+    finally:
+        store.close()
+    # the default, no cache: every invocation pays, sync and async, and no file is written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    plain = one_node_graph(tier("vote3", 3))
+    assert [plain.invoke(ASK)["llmnet"]["calls"] for _ in range(2)] == [1, 1]
+    assert [asyncio.run(plain.ainvoke(ASK))["llmnet"]["calls"] for _ in range(2)] == [1, 1]
+    assert plain.invoke(ASK)["llmnet"]["cache_hits"] == 0
+    assert list(empty.iterdir()) == []
+
+
+def test_a_network_node_with_session_options_keeps_its_cache(tmp_path):
+    """``cache=`` beside other session options (a budget): the node's own session reads and writes it."""
+    graph = one_node_graph(tier("vote3", 3), cache=tmp_path / "c.sqlite", max_cost=10.0)
+    assert graph.invoke(ASK)["llmnet"]["calls"] == 1
+    assert graph.invoke(ASK)["llmnet"] == {**graph.invoke(ASK)["llmnet"], "calls": 0, "cache_hits": 3}
+    assert asyncio.run(graph.ainvoke(ASK))["llmnet"]["calls"] == 0
+    assert asyncio.run(graph.ainvoke(ASK))["llmnet"]["cache_hits"] == 3  # a second loop: a fresh session, same file
+
+
+EXITING = """
+import json, sys
+from typing import TypedDict
+from langgraph.graph import END, START, StateGraph
+from llmnet import loads_network
+from llmnet.integrations.langgraph import network_node
+
+class State(TypedDict, total=False):
+    question: str
+    id: str
+    llmnet: dict
+
+g = StateGraph(State)
+g.add_node("net", network_node(loads_network(sys.argv[2]), cache=sys.argv[1]))
+g.add_edge(START, "net")
+g.add_edge("net", END)
+graph = g.compile()
+print(json.dumps([graph.invoke({"question": "1 + 2", "id": "a"})["llmnet"]["calls"] for _ in range(2)]))
+"""
+
+
+def test_a_process_with_a_cached_node_exits_cleanly(tmp_path):
+    """A script whose graph (and network) live until exit: its samples are in the cache and exit prints
+    nothing. Closing the network's cached session at exit raised in the cache writer, whose thread pool
+    is shut down by then (a race, so the script runs a few times)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    spec = "name: t\nmodels: {sim: {backend: simulated, model: s}}\nnodes: {gen: {kind: generator, model: sim, samples: 3}}\n"
+    cache = tmp_path / "c.sqlite"
+    for expected in ([1, 0], [0, 0], [0, 0]):  # later processes read what the first committed
+        done = subprocess.run([sys.executable, "-c", EXITING, str(cache), spec], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert json.loads(done.stdout) == expected
