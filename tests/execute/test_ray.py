@@ -323,13 +323,15 @@ def test_a_sweep_joins_ray_once_for_all_its_points(tmp_path):
 
 def cache_rows(path) -> list[tuple]:
     """Every sample row of a cache file: (key, seed, text, prompt_tokens, completion_tokens, paid_by, calls, attempts)."""
-    return sqlite3.connect(path).execute("SELECT * FROM samples ORDER BY key, seed").fetchall()
+    return sqlite3.connect(path).execute("SELECT key, seed, text, prompt_tokens, completion_tokens, paid_by, calls, "
+                                         "attempts FROM samples ORDER BY key, seed").fetchall()
 
 
 def test_a_ray_run_waits_for_another_process_claim_and_reads_its_rows(cluster, tmp_path):
     """Another process holds the claims on three queries' keys (it is paying for them): the Ray run
     finishes the other queries, waits for those three, then reads the other process's rows and pays
     nothing for them."""
+    from llmnet.backends.base import Sample
     from llmnet.execute.cache import SampleCache
 
     queries, claimed = QUERIES[:6], QUERIES[:3]
@@ -350,10 +352,14 @@ def test_a_ray_run_waits_for_another_process_claim_and_reads_its_rows(cluster, t
             time.sleep(0.02)
         time.sleep(1.0)  # time enough for a claimed query to finish, were it not waiting
         seen["done_while_claimed"] = sorted(json.loads(line)["id"] for line in results.read_text().splitlines())
-        other.put_rows([(*row[:5], "other-process", *row[6:]) for row in theirs])
-        seen["released_at"] = time.monotonic()
-        for key in keys:
-            other.release(key)
+        try:
+            for key in keys:
+                mine = [row for row in theirs if row[0] == key]
+                other.put_many(key, [(row[1], Sample(*row[2:5])) for row in mine], "other-process", *mine[0][6:])
+        finally:  # never leave the Ray run waiting, even if this thread fails
+            seen["released_at"] = time.monotonic()
+            for key in keys:
+                other.release(key)
 
     holder = threading.Thread(target=pay_then_release)
     holder.start()
