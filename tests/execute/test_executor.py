@@ -239,3 +239,40 @@ def test_remembered_answers_never_cross_answer_specs_or_choices(monkeypatch):
     for i in range(20):
         QueryRun(engine, plain, "p", number).extract(f"{i}")
     assert len(engine.answers) <= 8
+
+
+def test_queries_on_one_prompt_take_turns_even_when_some_are_cancelled():
+    """The per-prompt turns that keep a sample from being paid twice in one process: first come, first
+    served; a query cancelled while waiting is skipped, and one cancelled just after being given its
+    turn hands it on, so nobody behind it waits forever."""
+    from llmnet.execute.engine import Engine
+
+    async def scenario():
+        engine = Engine(net(VOTE))
+        order: list[str] = []
+
+        async def query(name: str, hold: float) -> None:  # the steps Engine.samples takes around its work
+            waiting = engine._key_turns.get("k")
+            if waiting is None:
+                engine._key_turns["k"] = []
+            else:
+                await engine._turn("k", waiting)
+            try:
+                order.append(name)
+                await asyncio.sleep(hold)
+            finally:
+                engine._next_turn("k")
+
+        engine._key_turns["k"] = []  # a query already on the prompt holds the turn
+        waiting = {n: asyncio.ensure_future(query(n, 0.01)) for n in "bcde"}
+        await asyncio.sleep(0.01)
+        waiting["b"].cancel()  # cancelled while waiting
+        await asyncio.sleep(0.01)
+        engine._next_turn("k")  # the holder is done: the turn goes to "c" ...
+        waiting["c"].cancel()  # ... cancelled before it could run: it must hand the turn on
+        for name in "de":
+            await asyncio.wait_for(waiting[name], 2)
+        assert order == ["d", "e"] and "k" not in engine._key_turns
+        assert waiting["b"].cancelled() and waiting["c"].cancelled()
+
+    asyncio.run(scenario())
