@@ -39,6 +39,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
@@ -74,10 +76,19 @@ V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]  # ol
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
 _RANGE_SQL = "SELECT seed, n, samples, paid_by, calls, attempts FROM calls WHERE key = ? AND seed <= ? ORDER BY seed"
-_INSERT_SQL = "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_ROWS = 128  # rows a statement (7 parameters each: under the 999 of older SQLite builds)
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
 _NO_LOCK = nullcontext()
 _PACK = json.JSONEncoder(separators=(",", ":")).encode  # ASCII JSON: any text, lone surrogates included, round-trips
+
+
+@lru_cache(maxsize=INSERT_ROWS)
+def _insert_sql(rows: int) -> str:
+    """One INSERT of ``rows`` rows. executemany runs the statement once a row, and Python's sqlite3
+    lets go of the GIL around each run: with the event loop busy on the other thread, the writer then
+    waits for the GIL once a row. Measured on bench_executor's 10k-query cached run: about 25% less
+    CPU with a statement per 128 rows than with executemany."""
+    return "INSERT OR IGNORE INTO calls VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 def pack(items: Sequence[tuple[int, Sample]]) -> str:
@@ -273,7 +284,9 @@ class SampleCache:
             db = self._db if db is None else db
             db.execute("BEGIN")
             try:
-                db.executemany(_INSERT_SQL, rows)
+                for i in range(0, len(rows), INSERT_ROWS):  # many rows a statement: see INSERT_ROWS
+                    chunk = rows[i:i + INSERT_ROWS]
+                    db.execute(_insert_sql(len(chunk)), list(chain.from_iterable(chunk)))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -207,3 +207,22 @@ def test_a_run_returns_before_sqlite_tidies_the_file_and_the_process_still_finis
     assert stored == paid > 0  # committed before the run returned
     assert not (tmp_path / "c.sqlite-wal").exists()  # the closing checkpoint ran before the process ended
     assert SampleCache(cache).integrity_ok()
+
+
+def test_a_commit_of_many_calls_spans_several_insert_statements_in_one_transaction(tmp_path):
+    """put_rows writes INSERT_ROWS rows a statement: every row of a batch lands, across the
+    statement boundaries, a repeated row is ignored wherever it falls, and a batch that fails part
+    way leaves nothing of itself behind."""
+    from llmnet.execute.cache import INSERT_ROWS, call_rows
+
+    cache = SampleCache(tmp_path / "c.sqlite")
+    rows = [row for i in range(2 * INSERT_ROWS + 5) for row in call_rows(f"k{i}", [(0, Sample(f"t{i}", 1, 1))])]
+    cache.put_rows(rows + rows[:3])  # the repeats fall in the last statement
+    assert len(cache) == 2 * INSERT_ROWS + 5
+    assert cache.get_many(f"k{2 * INSERT_ROWS + 4}", [0])[0].text == f"t{2 * INSERT_ROWS + 4}"
+    bad = [row for i in range(INSERT_ROWS + 2) for row in call_rows(f"n{i}", [(0, Sample("x", 1, 1))])]
+    bad[-1] = (*bad[-1][:3], {"not": "storable"}, *bad[-1][4:])  # fails to bind, in the second statement
+    with pytest.raises(CacheError):
+        cache.put_rows(bad)
+    assert len(cache) == 2 * INSERT_ROWS + 5 and cache.get_many("n0", [0]) == {}
+    cache.close()
