@@ -41,9 +41,11 @@ def bench_executor(d: dict) -> str:
               f"{mem[big]['cli_growth_mb']:.0f} MB (bare {mem[big]['bare_growth_mb']:.0f} MB)",
               f"cache {cache['write_samples_per_s'] / 1e3:.0f}k/{cache['read_samples_per_s'] / 1e3:.0f}k samples/s "
               f"write/read ({cache['write_vs_raw']:.2f}x/{cache['read_vs_raw']:.2f}x raw sqlite3 on the same machine)",
-              f"rate limit: at most {rate['max_in_any_window']['0.1']} in any 0.1 s (allowed "
+              f"rate limit: at most {rate['max_in_any_window']['0.1']} admitted in any 0.1 s (allowed "
               f"{rate['allowed']['0.1']:g}), {rate['max_in_any_window']['1.0']} in any 1 s (allowed "
-              f"{rate['allowed']['1.0']:g})"]
+              f"{rate['allowed']['1.0']:g})" + (
+                  f", up to {seen['0.1']} / {seen['1.0']} as the backend saw them (event-loop delay)"
+                  if (seen := rate.get("max_in_any_window_seen_by_backend")) else "")]
     return "; ".join(parts)
 
 
