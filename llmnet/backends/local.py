@@ -160,19 +160,20 @@ def _batch_free(llm) -> bool:
                 llm.eval(tokens[a:b])
             if b == n:
                 break
-        seen.append(np.ctypeslib.as_array(_logits_row(llm), shape=(llm.n_vocab(),)).copy())
+        seen.append(_logits_now(llm).copy())
     llm.reset()
     return all(np.array_equal(seen[0], other) for other in seen[1:])
 
 
-def _logits_row(llm):
-    """llama.cpp's own buffer of the last output's logits (what the sampler reads next)."""
+def _logits_now(llm):
+    """llama.cpp's own buffer of the last output's logits (what the sampler reads next), as an array
+    that reads and writes it in place."""
     import llama_cpp
 
     row = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
     if not row:
         raise BackendUnavailable("llama.cpp has no logits to sample from")
-    return row
+    return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),))
 
 
 def _canonical(llama_class):
@@ -215,11 +216,11 @@ def _canonical(llama_class):
                 else:
                     self._evaluate_blocks(tokens, previous or [])
                 self._prompt = tokens
-                self._logits = np.ctypeslib.as_array(_logits_row(self), shape=(self.n_vocab(),)).copy()
+                self._logits = _logits_now(self).copy()
             else:  # a further sample of the same prompt: its state cut back, its logits put back
                 self.n_tokens = n
                 self._ctx.kv_cache_seq_rm(-1, n, -1)
-                np.ctypeslib.as_array(_logits_row(self), shape=(self.n_vocab(),))[:] = self._logits
+                _logits_now(self)[:] = self._logits
             self._requires_eval = False
             # sample from those logits at once: nothing left to evaluate, none of generate's own prefix reuse
             return super().generate([], *args, **{**kwargs, "reset": False})

@@ -105,8 +105,8 @@ def call_rows(key: str, items: Sequence[tuple[int, Sample]], paid_by: str = "", 
     for i in range(1, n + 1):
         if i == n or items[i][0] != items[i - 1][0] + 1:
             run = items[start:i]
-            rows.append((key, run[0][0], i - start, pack(run), paid_by, calls, attempts) if not rows
-                        else (key, run[0][0], i - start, pack(run), paid_by, 0, 0))
+            booked = (calls, attempts) if not rows else (0, 0)
+            rows.append((key, run[0][0], i - start, pack(run), paid_by, *booked))
             start = i
     return rows
 
@@ -221,9 +221,17 @@ class SampleCache:
         if not seeds:
             return {}
         if type(seeds) is range and seeds.step == 1:  # the usual case, a run of seeds: one range scan
-            lo, hi, wanted = seeds.start, seeds.stop - 1, None
-        else:
-            lo, hi, wanted = min(seeds), max(seeds), set(seeds)
+            return self._read(key, seeds.start, seeds.stop - 1)
+        return self._read(key, min(seeds), max(seeds), set(seeds))
+
+    def get_all(self, key: str, limit: int) -> dict[int, PaidRow] | None:
+        """Every cached sample of ``key`` as ``get_paid`` gives them, or None when there are more than
+        ``limit``. A Ray worker's claim brings them, before the worker knows which seeds it needs
+        (``execute.cluster``)."""
+        rows = self._read(key, -(1 << 62), 1 << 62)
+        return rows if len(rows) <= limit else None
+
+    def _read(self, key: str, lo: int, hi: int, wanted: set[int] | None = None) -> dict[int, PaidRow]:
         try:
             with self._lock:
                 return read_paid(self._db, key, lo, hi, wanted)
@@ -231,17 +239,6 @@ class SampleCache:
             raise self._unusable(exc) from None
         except (ValueError, TypeError, IndexError, KeyError):  # a row whose samples are not what llmnet wrote
             raise self._unusable(sqlite3.DatabaseError(f"a damaged row for key {key[:12]}")) from None
-
-    def seeds_of(self, key: str, limit: int) -> list[int]:
-        """The seeds cached under ``key``, at most ``limit`` of them (the lowest), in order. A Ray worker's
-        claim reads a key's rows with the claim, before it knows which seeds it needs (``execute.cluster``)."""
-        seeds: set[int] = set()
-        with self._lock, self._guard():
-            for seed, n in self._db.execute("SELECT seed, n FROM calls WHERE key = ? ORDER BY seed", (key,)):
-                if len(seeds) >= limit and seed > max(seeds):
-                    break
-                seeds.update(range(seed, seed + n))
-        return sorted(seeds)[:limit]
 
     def put_many(self, key: str, items: list[tuple[int, Sample]], paid_by: str = "", calls: int = 0,
                  attempts: int = 0) -> None:

@@ -248,7 +248,7 @@ class _CacheServer:
 
     def get_paid(self, key: str, seeds: list[int], owner: str = "", released: list[str] = ()) -> dict[int, tuple]:
         self.release_many(released, owner)
-        return {seed: (_flat(s), by, calls, att) for seed, (s, by, calls, att) in self.cache.get_paid(key, seeds).items()}
+        return _flat_rows(self.cache.get_paid(key, seeds))
 
     def put_many(self, key: str, items: list[tuple[int, tuple]], paid_by: str, calls: int, attempts: int,
                  owner: str = "", released: list[str] = ()) -> None:
@@ -271,8 +271,8 @@ class _CacheServer:
                 return False, None
             self.holders[key] = (owner, 1)
             self.owned.setdefault(owner, set()).add(key)
-        seeds = self.cache.seeds_of(key, PREFETCH_SEEDS + 1)
-        return True, (self.get_paid(key, seeds) if len(seeds) <= PREFETCH_SEEDS else None)
+        rows = self.cache.get_all(key, PREFETCH_SEEDS)
+        return True, (None if rows is None else _flat_rows(rows))
 
     def release(self, key: str, owner: str) -> None:
         """Give up ``owner``'s claim on ``key`` (a worker calls it after its samples of the key are committed)."""
@@ -305,6 +305,11 @@ class _CacheServer:
 def _flat(s: Sample) -> tuple:
     return (s.text, s.prompt_tokens, s.completion_tokens, s.reasoning, s.cached_tokens, s.fingerprint,
             s.served_model)
+
+
+def _flat_rows(rows: dict[int, tuple]) -> dict[int, tuple]:
+    """``SampleCache.get_paid`` rows with each sample as plain data, to travel to a worker."""
+    return {seed: (_flat(s), by, calls, att) for seed, (s, by, calls, att) in rows.items()}
 
 
 class _RemoteCache:

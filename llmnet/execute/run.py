@@ -136,7 +136,7 @@ async def arun(network: Network, queries: list[Query], config: RunConfig) -> Run
             written.rewrite_in_order(config.out_dir / RESULTS, earlier, [])
             atomic_write(config.out_dir / SUMMARY, json.dumps(report.summary, indent=2) + "\n")
         if cache is not None:
-            cache.close(wait=False)  # its samples are committed; SQLite's tidying at close runs on
+            cache.close(wait=False)  # its samples are committed; SQLite's tidying at close goes on in a thread
         if closing is not None:
             raise closing
     if report.results:

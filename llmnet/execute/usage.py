@@ -48,9 +48,6 @@ class Usage:
         self.cached_cost_usd += other.cached_cost_usd
         self.server_cached_tokens += other.server_cached_tokens
 
-    def add_dict(self, d: dict[str, Any]) -> None:
-        self.add(Usage(**d))
-
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in FIELDS}
         d["cost_usd"] = round(d["cost_usd"], 10)
