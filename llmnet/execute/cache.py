@@ -20,11 +20,11 @@ resumed after ``kill -9`` books the samples its killed process paid for exactly 
 uninterrupted run would, not as cache hits.
 
 Several processes may share one cache: before paying for a request's samples a process
-claims its key with an exclusive lock on one byte of ``PATH-claims`` (the byte is the key's
-hash). Another process that needs the same key finds the byte locked, waits and then reads
-the owner's rows instead of paying again. The kernel holds these locks, so a claim costs two
-system calls (a claim row in SQLite would cost a write transaction per call, half the cache's
-speed), and a crashed owner's claims vanish with it: nothing to expire.
+claims its key (``llmnet.execute.claims``: a POSIX lock on one byte of ``PATH-claims``, only
+counted while the process is alone on the file). Another process that needs the same key
+waits and then reads the owner's rows instead of paying again. The kernel holds these locks,
+so a crashed owner's claims vanish with it (a claim row in SQLite would cost a write
+transaction per call, half the cache's speed).
 
 Every SQLite failure (a damaged file, a foreign table, a full disk) becomes one
 ``CacheError`` naming the file and the remedy.
@@ -32,9 +32,7 @@ Every SQLite failure (a damaged file, a foreign table, a full disk) becomes one
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -45,6 +43,7 @@ from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
 from llmnet.errors import CacheError
+from llmnet.execute.claims import CLAIMED, CLAIMED_ALONE, key_byte, open_claims  # noqa: F401
 
 CALLS_TABLE = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -74,12 +73,18 @@ SCHEMA = f"{CALLS_TABLE};{SAMPLES_VIEW};"
 CALL_COLUMNS = ["key", "seed", "n", "samples", "paid_by", "calls", "attempts"]
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]  # older files: a table row per sample
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
-CLAIM_BYTES = 1 << 30  # byte offsets of the claim file: keys hash into these
 _RANGE_SQL = "SELECT seed, n, samples, paid_by, calls, attempts FROM calls WHERE key = ? AND seed <= ? ORDER BY seed"
+READ_KEYS = 256  # keys a batched read's statement asks for
 INSERT_ROWS = 128  # rows a statement (7 parameters each: under the 999 of older SQLite builds)
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
 _NO_LOCK = nullcontext()
 _PACK = json.JSONEncoder(separators=(",", ":")).encode  # ASCII JSON: any text, lone surrogates included, round-trips
+
+
+@lru_cache(maxsize=16)
+def _keys_sql(keys: int) -> str:
+    return (f"SELECT key, seed, n, samples, paid_by, calls, attempts FROM calls WHERE key IN "
+            f"({', '.join(['?'] * keys)}) ORDER BY key, seed")
 
 
 @lru_cache(maxsize=INSERT_ROWS)
@@ -115,9 +120,15 @@ def read_paid(db: sqlite3.Connection, key: str, lo: int, hi: int, wanted=None) -
     """The stored samples of ``key`` with seeds in [lo, hi] (and in ``wanted`` when given), with who
     paid and the calls and attempts booked on each (a call's on its first sample), from the ``calls``
     table of ``db``. The first row that holds a seed wins."""
+    return unpack(db.execute(_RANGE_SQL, (key, hi)).fetchall(), lo, hi, wanted)
+
+
+def unpack(rows, lo: int, hi: int, wanted=None) -> dict[int, PaidRow]:
+    """``calls`` rows (seed, n, samples, paid_by, calls, attempts) of one key, in seed order, as
+    ``read_paid`` gives them."""
     out: dict[int, PaidRow] = {}
-    for seed, n, packed, by, calls, attempts in db.execute(_RANGE_SQL, (key, hi)).fetchall():
-        if seed + n <= lo:
+    for seed, n, packed, by, calls, attempts in rows:
+        if seed + n <= lo or seed > hi:
             continue
         for j, item in enumerate(json.loads(packed)):
             s = seed + j
@@ -137,20 +148,28 @@ class SampleCache:
         if self.path.exists() and not self.path.is_file():
             raise CacheError(f"cache '{path}' is not a regular file: give a file path such as .llmnet-cache/s.sqlite")
         self._lock = threading.Lock()
-        self._held: dict[int, int] = {}  # claimed byte -> keys of this process holding it
+        self._held: dict[int, int] = {}  # claimed byte -> keys of this cache holding it
+        self._claims = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._claims = open_claims(f"{self.path}-claims")  # before SQLite: waits while another process is alone
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._claims = os.open(f"{self.path}-claims", os.O_RDWR | os.O_CREAT, 0o644)
         except (sqlite3.Error, OSError) as exc:
+            if self._claims is not None:
+                self._claims.close()
             raise CacheError(f"cannot use '{path}' as the sample cache: {getattr(exc, 'strerror', None) or exc}; "
                              f"pass another --cache") from None
-        with self._guard():
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of pages (default 2): fewer reads from the OS
-            self._migrate()
+        try:
+            with self._guard():
+                self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of pages (default 2): fewer reads from the OS
+                self._migrate()
+                self._claims.set_fresh(self._db.execute("SELECT 1 FROM calls LIMIT 1").fetchone() is None)
+        except CacheError:
+            self.close()
+            raise
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -224,6 +243,37 @@ class SampleCache:
             return self._read(key, seeds.start, seeds.stop - 1)
         return self._read(key, min(seeds), max(seeds), set(seeds))
 
+    def get_paid_many(self, wants: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, PaidRow]]:
+        """``get_paid`` for many (key, seeds) at once: one statement per ``READ_KEYS`` keys. The executor
+        reads a turn of its event loop's lookups this way (``llmnet.execute.lookups``): a statement per
+        lookup costs several times more in a busy process than in a loop of reads alone."""
+        keys = list(dict.fromkeys(key for key, _ in wants))
+        found: dict[str, list[tuple]] = {}
+        try:
+            with self._lock:
+                for i in range(0, len(keys), READ_KEYS):
+                    chunk = keys[i:i + READ_KEYS]
+                    size = 1 << (len(chunk) - 1).bit_length()  # a few statement sizes, each prepared once
+                    chunk += chunk[-1:] * (size - len(chunk))
+                    for key, *row in self._db.execute(_keys_sql(size), chunk).fetchall():
+                        found.setdefault(key, []).append(row)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        out = []
+        for key, seeds in wants:
+            rows = found.get(key)
+            if not rows or not seeds:
+                out.append({})
+                continue
+            try:
+                if type(seeds) is range and seeds.step == 1:
+                    out.append(unpack(rows, seeds.start, seeds.stop - 1))
+                else:
+                    out.append(unpack(rows, min(seeds), max(seeds), set(seeds)))
+            except (ValueError, TypeError, IndexError, KeyError):
+                raise self._unusable(sqlite3.DatabaseError(f"a damaged row for key {key[:12]}")) from None
+        return out
+
     def get_all(self, key: str, limit: int) -> dict[int, PaidRow] | None:
         """Every cached sample of ``key`` as ``get_paid`` gives them, or None when there are more than
         ``limit``. A Ray worker's claim brings them, before the worker knows which seeds it needs
@@ -245,38 +295,36 @@ class SampleCache:
         """Store (seed, sample) items; the first carries the call's ``calls`` and ``attempts``."""
         self.put_rows(call_rows(key, items, paid_by, calls, attempts))
 
-    def claim(self, key: str) -> bool:
-        """Claim ``key`` for this process (True), or False while another process holds it.
+    def claim(self, key: str) -> int:
+        """Claim ``key`` for this process: ``CLAIMED_ALONE`` while the process is alone on the file,
+        else ``CLAIMED``, or 0 while another process holds it (``llmnet.execute.claims``)."""
+        byte = key_byte(key)
+        granted = self._claims.claim(byte)
+        if granted:
+            self._held[byte] = self._held.get(byte, 0) + 1
+        return granted
 
-        POSIX locks belong to the process, so keys of this process that hash to the same byte
-        share one lock, counted in ``_held`` and released with the last of them."""
-        byte = int(key[:15], 16) % CLAIM_BYTES
-        if self._held.get(byte):
-            self._held[byte] += 1
-            return True
-        try:
-            fcntl.lockf(self._claims, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
-        except (BlockingIOError, PermissionError):
-            return False
-        except OSError as exc:
-            raise CacheError(f"sample cache {self.path}: cannot lock {self.path}-claims ({exc.strerror}); "
-                             f"pass another --cache") from None
-        self._held[byte] = 1
-        return True
+    def unseen(self, key: str) -> bool:
+        """The file holds no row of ``key``, which this process claimed while alone (``claim`` said
+        ``CLAIMED_ALONE``): nothing to read. False when not known."""
+        return self._claims.unseen(key_byte(key))
 
     def release(self, key: str) -> None:
-        byte = int(key[:15], 16) % CLAIM_BYTES
-        count = self._held.get(byte, 0)
-        if count > 1:
-            self._held[byte] = count - 1
-            return
-        self._held.pop(byte, None)
+        byte = key_byte(key)
+        count = self._held.get(byte)
         if count:
-            fcntl.lockf(self._claims, fcntl.LOCK_UN, 1, byte)
+            if count > 1:
+                self._held[byte] = count - 1
+            else:
+                del self._held[byte]
+            self._claims.release(byte)
 
     def put_rows(self, rows: list[tuple], db: sqlite3.Connection | None = None) -> None:
         """``calls`` rows (from ``call_rows``) in one transaction; on ``db`` (a connection from
         ``connect_writer``, used by one thread) or else on this cache's own."""
+        mark = self._claims.mark_written
+        for row in rows:
+            mark(key_byte(row[0]))
         with (self._lock if db is None else _NO_LOCK), self._guard():
             db = self._db if db is None else db
             db.execute("BEGIN")
@@ -316,16 +364,17 @@ class SampleCache:
             return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     def close(self, wait: bool = True) -> None:
-        """Drop this process's claims and close the file. Closing the last connection makes SQLite
+        """Drop this cache's claims and close the file. Closing the last connection makes SQLite
         copy the WAL into the file and sync it (about 15 ms); ``wait=False`` leaves that to a thread,
         so a finished run returns at once. Everything is committed before either: the thread only
         tidies the file (a process killed meanwhile leaves a WAL that the next open replays), and
         Python waits for it before exiting."""
-        with self._lock:
-            try:
-                os.close(self._claims)  # drops every claim of this process on this file
-            except OSError:
-                pass
+        claims, self._claims = self._claims, None
+        if claims is not None:  # this cache's claims go; the file closes with the process's last cache on it
+            for byte, count in list(self._held.items()):
+                claims.release(byte, count)
+            self._held.clear()
+            claims.close()
         if wait:
             self._close_db()
         else:

@@ -50,6 +50,8 @@ class GroupCommit:
         self._scheduled = False
         self._busy: asyncio.Future | None = None  # the commit running on the writer thread
         self._drained: asyncio.Future | None = None  # resolved by the next finished commit, for ``wait``
+        self._wants: list[tuple[str, range]] = []  # this turn's lookups (``lookup``), read together
+        self._found: list[asyncio.Future] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llmnet-cache-writer")
         self._db = None  # the writer thread's connection, opened there
         self._since_checkpoint = 0
@@ -68,6 +70,38 @@ class GroupCommit:
             pend[seed] = (s, paid_by, calls, attempts) if i == 0 else (s, paid_by, 0, 0)
         self._puts.append((key, items, paid_by, calls, attempts))
         self._schedule()
+
+    def lookup(self, key: str, seeds: range) -> asyncio.Future:
+        """The cached samples of ``key`` (as ``SampleCache.get_paid``, with what is put but not yet
+        committed on top): every lookup of a turn of the event loop is read in one statement, after
+        the turn's ready tasks had their say. The caller holds ``key``'s claim and its turn."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        found = loop.create_future()
+        if not self._wants:
+            loop.call_soon(self._read)
+        self._wants.append((key, seeds))
+        self._found.append(found)
+        return found
+
+    def _read(self) -> None:
+        wants, found = self._wants, self._found
+        self._wants, self._found = [], []
+        try:
+            got = self.cache.get_paid_many(wants)
+        except CacheError as exc:
+            for f in found:
+                if not f.done():
+                    f.set_exception(CacheError(str(exc)))
+            return
+        pending = self.pending
+        for (key, seeds), f, rows in zip(wants, found, got):
+            if not f.done():  # (a query cancelled meanwhile)
+                pend = pending.get(key)
+                if pend:  # put moments ago, not yet committed (read with the file, at one moment)
+                    rows.update((s, pend[s]) for s in seeds if s in pend)
+                f.set_result(rows)
 
     @property
     def backlogged(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
 from llmnet.errors import BackendError, BudgetExceeded, CacheError, LlmnetError
-from llmnet.execute.cache import SampleCache, request_key
+from llmnet.execute.cache import CLAIMED_ALONE, SampleCache, request_key
 from llmnet.execute.commits import GroupCommit
 from llmnet.execute.limits import CostBudget, Limited
 from llmnet.execute.usage import Usage, price
@@ -226,17 +226,22 @@ class Engine:
                     raise writer.error
                 if writer.backlogged:
                     await writer.wait()
-            while not cache.claim(key):  # another process is paying for this key: wait for its rows
+            claimed = cache.claim(key)
+            while not claimed:  # another process is paying for this key: wait for its rows
                 await asyncio.sleep(CLAIM_POLL_S)
+                claimed = cache.claim(key)
             try:
                 seeds = range(request.seed, request.seed + n)
-                pend = writer.pending.get(key) if writer is not None else None
-                if pend and all(s in pend for s in seeds):  # put moments ago: nothing to read
-                    rows = {s: pend[s] for s in seeds}
-                else:
+                if writer is None:  # another store (a Ray worker's proxy to the driver's cache)
                     rows = cache.get_paid(key, seeds)
-                    if pend:
-                        rows.update((s, pend[s]) for s in seeds if s in pend)
+                else:
+                    pend = writer.pending.get(key)
+                    if pend and all(s in pend for s in seeds):  # put moments ago: nothing to read
+                        rows = {s: pend[s] for s in seeds}
+                    elif claimed == CLAIMED_ALONE and cache.unseen(key):  # never in the file: nothing to read
+                        rows = {s: pend[s] for s in seeds if s in pend} if pend else {}
+                    else:  # read with the turn's other lookups
+                        rows = await writer.lookup(key, seeds)
                 if not rows:  # the usual cold case: one call for all of them
                     return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,
                                                   f"{self.run_id}\x1f{payer}\x1f{self.session}")

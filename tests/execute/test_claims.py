@@ -1,0 +1,203 @@
+"""Claims across processes: counted while a process is alone on a cache, locks once another opens it."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmnet.backends.base import Sample
+from llmnet.errors import CacheError
+from llmnet.execute import claims as claims_module
+from llmnet.execute.cache import CLAIMED, CLAIMED_ALONE, SampleCache
+from llmnet.execute.commits import GroupCommit
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "ab" * 32
+
+
+def other_process(path, *keys, hold_s=0.0):
+    """Another process opens the cache and tries to claim ``keys``; prints what it was granted.
+    It holds its claims for ``hold_s`` seconds before exiting."""
+    code = (f"import sys, time\nfrom llmnet.execute.cache import SampleCache\n"
+            f"c = SampleCache({str(path)!r})\n"
+            f"print(' '.join(str(c.claim(k)) for k in {list(keys)!r}), flush=True)\n"
+            f"time.sleep({hold_s})\nc.close()\n")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_a_process_alone_counts_claims_and_locks_them_when_another_opens_the_cache(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = SampleCache(path)
+    assert cache.claim(KEY) == CLAIMED_ALONE  # nobody else: counted, no lock
+    assert cache.claim("cd" * 32) == CLAIMED_ALONE
+    cache.release("cd" * 32)
+    child = other_process(path, KEY, "cd" * 32)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert out.split() == ["0", str(CLAIMED)]  # the key claimed while alone became a lock in time; the other is free
+    assert not cache._claims.alone
+    assert cache.claim("ef" * 32) == CLAIMED  # a real lock from now on
+    cache.release(KEY)
+    child = other_process(path, KEY)
+    assert child.communicate(timeout=60)[0].split() == [str(CLAIMED)]
+    cache.close()
+
+
+def test_a_newcomer_waits_while_the_alone_process_steps_down_and_then_nobody_is_alone(tmp_path):
+    path = tmp_path / "c.sqlite"
+    child = other_process(path, KEY, hold_s=3)
+    assert child.stdout.readline().split() == [str(CLAIMED_ALONE)]  # the child was first: alone
+    start = time.monotonic()
+    cache = SampleCache(path)  # waits for the child to notice this process
+    assert time.monotonic() - start < 2
+    assert not cache._claims.alone
+    assert cache.claim(KEY) == 0  # the child's claim from when it was alone is a lock now
+    assert cache.claim("cd" * 32) == CLAIMED
+    child.communicate(timeout=60)
+    assert cache.claim(KEY) == CLAIMED  # gone with the child
+    cache.close()
+
+
+def test_caches_of_one_process_share_its_claims_and_closing_one_keeps_the_others(tmp_path):
+    """POSIX locks belong to the process and closing any descriptor of the file drops them all:
+    the process opens the claims file once, and closes it with its last cache."""
+    path = tmp_path / "c.sqlite"
+    first = SampleCache(path)
+    child = other_process(path, hold_s=0)  # not alone any more, so claims are locks
+    child.communicate(timeout=60)
+    assert first.claim(KEY) == CLAIMED
+    second = SampleCache(path)
+    assert second._claims is first._claims
+    second.close()
+    child = other_process(path, KEY)
+    assert child.communicate(timeout=60)[0].split() == ["0"]  # still held by the first cache
+    first.close()
+    assert os.path.realpath(f"{path}-claims") not in claims_module._FILES  # the last cache closed the file
+
+
+def test_a_fresh_cache_alone_reads_only_keys_it_wrote(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = SampleCache(path)
+    assert cache.unseen(KEY)
+    cache.put_many(KEY, [(0, Sample("x", 1, 1))])
+    assert not cache.unseen(KEY) and cache.unseen("cd" * 32)
+    cache.close()
+    again = SampleCache(path)  # the file has rows now: not fresh, every key is read
+    assert not again.unseen("cd" * 32)
+    again.close()
+    fresh = SampleCache(tmp_path / "d.sqlite")
+    assert fresh.unseen(KEY)
+    child = other_process(tmp_path / "d.sqlite")
+    child.communicate(timeout=60)
+    assert not fresh.unseen(KEY)  # another process may have written anything
+    fresh.close()
+
+
+def test_a_turn_of_lookups_is_one_read_with_uncommitted_rows_on_top(tmp_path):
+    cache = SampleCache(tmp_path / "c.sqlite")
+    keys = [f"{i:064x}" for i in range(300)]
+    for key in keys[:200]:
+        cache.put_many(key, [(0, Sample(f"{key[-3:]}.0", 2, 1)), (1, Sample(f"{key[-3:]}.1", 2, 1))], "me", 1, 1)
+    reads = []
+    many = cache.get_paid_many
+    cache.get_paid_many = lambda wants: reads.append(len(wants)) or many(wants)
+
+    async def go():
+        writer = GroupCommit(cache)
+        writer.put(keys[250], [(0, Sample("pending", 2, 1))])  # put, not yet committed
+        got = await asyncio.gather(*(writer.lookup(key, range(0, 3)) for key in keys))
+        await writer.aclose()
+        return got
+
+    got = asyncio.run(go())
+    assert reads == [300]  # one read for the turn (two statements of at most 256 keys inside)
+    assert got[7] == {0: (Sample("007.0", 2, 1), "me", 1, 1), 1: (Sample("007.1", 2, 1), "me", 0, 0)}
+    assert got[250] == {0: (Sample("pending", 2, 1), "", 0, 0)} and got[299] == {}
+    assert all(len(g) == 2 for g in got[:200])
+    cache.close()
+
+
+def test_a_damaged_row_fails_every_lookup_of_its_turn(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    SampleCache(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO calls VALUES (?, 0, 1, 'not json', '', 0, 0)", (KEY,))
+    db.commit()
+    db.close()
+    cache = SampleCache(path)
+
+    async def go():
+        writer = GroupCommit(cache)
+        try:
+            return await asyncio.gather(writer.lookup(KEY, range(1)), return_exceptions=True)
+        finally:
+            await writer.aclose()
+
+    (err,) = asyncio.run(go())
+    assert isinstance(err, CacheError) and "damaged row" in str(err)
+    cache.close()
+
+
+def test_a_run_alone_on_a_fresh_cache_reads_only_repeats_and_gets_what_reading_everything_gets(tmp_path,
+                                                                                                monkeypatch):
+    """End to end: skipping the reads of keys a fresh file cannot hold changes no answer and no count;
+    a file with rows when the run starts has every key read."""
+    from llmnet import loads_network
+    from llmnet.execute import RunConfig, run_network
+    from llmnet.tasks.datasets import arithmetic
+
+    net = loads_network("""
+models: {sim: {backend: simulated, model: s}}
+task: {prompt: "Q: {question}\\nA:"}
+nodes:
+  gen: {kind: generator, model: sim, samples: 3}
+  more: {kind: generator, model: sim, samples: 5}
+  vote: {kind: vote, inputs: [gen, more]}
+""")  # ``more`` asks what ``gen`` asked: seeds 0-2 are hits (a read, unless still uncommitted), 3-4 are paid
+    queries = arithmetic(60)
+    reads = []
+    many = SampleCache.get_paid_many
+    monkeypatch.setattr(SampleCache, "get_paid_many", lambda self, wants: reads.extend(wants) or many(self, wants))
+
+    def run(path):
+        reads.clear()
+        rep = run_network(net, queries, RunConfig(progress=False, cache_path=path))
+        return rep, len(reads)
+
+    skipping, skipped_reads = run(tmp_path / "a.sqlite")
+    with monkeypatch.context() as m:
+        m.setattr(claims_module.ClaimFile, "unseen", lambda self, byte: False)
+        reading, all_reads = run(tmp_path / "b.sqlite")
+    count = ("calls", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "correct")
+    assert {k: skipping.summary[k] for k in count} == {k: reading.summary[k] for k in count}
+    assert [r["answer"] for r in skipping.results] == [r["answer"] for r in reading.results]
+    assert skipping.summary["cache_hits"] == 3 * len(queries) and skipping.summary["calls"] == 2 * len(queries)
+    assert all_reads == 2 * len(queries)  # reading everything: both lookups of each query
+    assert skipped_reads <= len(queries)  # skipping: never the first (the file cannot hold it); the second
+    # is read only if the first's samples were committed by then (else they come from memory)
+    warm, warm_reads = run(tmp_path / "a.sqlite")  # rows in the file at the start: every key is read
+    assert warm_reads >= len(queries) and warm.summary["cache_hits"] == 8 * len(queries)
+
+
+def test_a_forked_child_does_not_think_it_is_alone_with_its_parents_claims(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = SampleCache(path)
+    assert cache.claim(KEY) == CLAIMED_ALONE
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: opens the cache afresh, so the parent steps down and its claim is a lock
+        try:
+            child = SampleCache(path)
+            os.write(write, str(child.claim(KEY)).encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 8) == b"0"
+    cache.close()
