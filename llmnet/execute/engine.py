@@ -234,14 +234,18 @@ class Engine:
                 seeds = range(request.seed, request.seed + n)
                 if writer is None:  # another store (a Ray worker's proxy to the driver's cache)
                     rows = cache.get_paid(key, seeds)
-                else:
-                    pend = writer.pending.get(key)
-                    if pend and all(s in pend for s in seeds):  # put moments ago: nothing to read
+                elif key in writer.pending:  # put moments ago, not yet committed
+                    pend = writer.rows_of(key)
+                    if all(s in pend for s in seeds):  # nothing to read
                         rows = {s: pend[s] for s in seeds}
-                    elif claimed == CLAIMED_ALONE and cache.unseen(key):  # never in the file: nothing to read
-                        rows = {s: pend[s] for s in seeds if s in pend} if pend else {}
-                    else:  # read with the turn's other lookups
+                    elif claimed == CLAIMED_ALONE and cache.unseen(key):  # the file cannot hold more of it
+                        rows = {s: pend[s] for s in seeds if s in pend}
+                    else:
                         rows = await writer.lookup(key, seeds)
+                elif claimed == CLAIMED_ALONE and cache.unseen(key):  # never in the file: nothing to read
+                    rows = {}
+                else:  # read with the turn's other lookups
+                    rows = await writer.lookup(key, seeds)
                 if not rows:  # the usual cold case: one call for all of them
                     return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,
                                                   f"{self.run_id}\x1f{payer}\x1f{self.session}")

@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
 from llmnet.execute import RunConfig, run_network
-from llmnet.execute.cache import SampleCache
+from llmnet.execute.cache import SampleCache, _pack, pack
 from llmnet.tasks.datasets import arithmetic
 from tests.cli.test_main import llmnet
 from tests.conftest import ROOT
@@ -226,3 +228,19 @@ def test_a_commit_of_many_calls_spans_several_insert_statements_in_one_transacti
         cache.put_rows(bad)
     assert len(cache) == 2 * INSERT_ROWS + 5 and cache.get_many("n0", [0]) == {}
     cache.close()
+
+
+_samples = st.builds(Sample, st.text(), st.integers(0, 10**9), st.integers(0, 10**9),
+                     st.none() | st.text(min_size=1), st.integers(0, 50), st.none() | st.text(min_size=1),
+                     st.none() | st.text(min_size=1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_samples, max_size=6))
+def test_packed_samples_are_the_encoders_bytes_and_read_back_whole(samples):
+    """The fast path (escaped texts joined by hand) writes exactly what the JSON encoder writes, for
+    any text (quotes, control characters, lone surrogates) and with or without a server's remarks."""
+    items = list(enumerate(samples))
+    assert pack(items) == _pack(items)
+    back = [Sample(i[0], i[1], i[2], **i[3]) if len(i) > 3 else Sample(*i) for i in json.loads(pack(items))]
+    assert back == samples

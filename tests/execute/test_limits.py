@@ -112,8 +112,8 @@ def test_group_commit_batches_a_turn_of_puts_off_the_loop_and_holds_back_what_de
         assert cache.claim("a" * 64)
         for i in range(200):
             writer.put(f"k{i}", [(s, Sample(f"t{i}.{s}", 3, 1)) for s in range(5)], "me", 1, 2)
-        assert writer.pending["k7"][4] == (Sample("t7.4", 3, 1), "me", 0, 0)  # usable before it is committed
-        assert writer.pending["k7"][0][2:] == (1, 2)  # the call and its attempts ride on the first sample
+        assert writer.rows_of("k7")[4] == (Sample("t7.4", 3, 1), "me", 0, 0)  # usable before it is committed
+        assert writer.rows_of("k7")[0][2:] == (1, 2)  # the call and its attempts ride on the first sample
         writer.put("a" * 64, [(0, Sample("claimed", 1, 1))])
         writer.release("a" * 64)
         held = dict(cache._held)  # the claim outlives the call until its sample is committed
