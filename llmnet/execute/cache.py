@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
@@ -74,10 +75,12 @@ CALL_COLUMNS = ["key", "seed", "n", "samples", "paid_by", "calls", "attempts"]
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]  # older files: a table row per sample
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 _RANGE_SQL = "SELECT seed, n, samples, paid_by, calls, attempts FROM calls WHERE key = ? AND seed <= ? ORDER BY seed"
+DECODED_ROWS = 4096  # rows a cache remembers decoded (``unpack``), then it starts afresh
 READ_KEYS = 256  # keys a batched read's statement asks for
 INSERT_ROWS = 128  # rows a statement (7 parameters each: under the 999 of older SQLite builds)
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
 _NO_LOCK = nullcontext()
+_KEY_SEED = itemgetter(0, 1)
 _PACK = json.JSONEncoder(separators=(",", ":")).encode  # ASCII JSON: any text, lone surrogates included, round-trips
 _ESCAPE = json.encoder.encode_basestring_ascii  # what _PACK does to a str
 
@@ -137,17 +140,25 @@ def read_paid(db: sqlite3.Connection, key: str, lo: int, hi: int, wanted=None) -
     return unpack(db.execute(_RANGE_SQL, (key, hi)).fetchall(), lo, hi, wanted)
 
 
-def unpack(rows, lo: int, hi: int, wanted=None) -> dict[int, PaidRow]:
+def unpack(rows, lo: int, hi: int, wanted=None, memo: dict | None = None) -> dict[int, PaidRow]:
     """``calls`` rows (seed, n, samples, paid_by, calls, attempts) of one key, in seed order, as
-    ``read_paid`` gives them."""
+    ``read_paid`` gives them. ``memo``: packed arrays already decoded (samples are immutable), so a
+    row read again costs no JSON and no new samples."""
     out: dict[int, PaidRow] = {}
     for seed, n, packed, by, calls, attempts in rows:
         if seed + n <= lo or seed > hi:
             continue
-        for j, item in enumerate(json.loads(packed)):
+        samples = memo.get(packed) if memo is not None else None
+        if samples is None:
+            samples = tuple(Sample(item[0], item[1], item[2], **item[3]) if len(item) > 3 else Sample(*item)
+                            for item in json.loads(packed))
+            if memo is not None:
+                if len(memo) >= DECODED_ROWS:
+                    memo.clear()
+                memo[packed] = samples
+        for j, sample in enumerate(samples):
             s = seed + j
             if lo <= s <= hi and s not in out and (wanted is None or s in wanted):
-                sample = Sample(item[0], item[1], item[2], **item[3]) if len(item) > 3 else Sample(*item)
                 out[s] = (sample, by, calls, attempts) if j == 0 else (sample, by, 0, 0)
     return out
 
@@ -163,6 +174,7 @@ class SampleCache:
             raise CacheError(f"cache '{path}' is not a regular file: give a file path such as .llmnet-cache/s.sqlite")
         self._lock = threading.Lock()
         self._held: dict[int, int] = {}  # claimed byte -> keys of this cache holding it
+        self._decoded: dict[str, tuple[Sample, ...]] = {}  # packed samples -> decoded (``unpack``)
         self._claims = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,9 +293,9 @@ class SampleCache:
                 continue
             try:
                 if type(seeds) is range and seeds.step == 1:
-                    out.append(unpack(rows, seeds.start, seeds.stop - 1))
+                    out.append(unpack(rows, seeds.start, seeds.stop - 1, memo=self._decoded))
                 else:
-                    out.append(unpack(rows, min(seeds), max(seeds), set(seeds)))
+                    out.append(unpack(rows, min(seeds), max(seeds), set(seeds), self._decoded))
             except (ValueError, TypeError, IndexError, KeyError):
                 raise self._unusable(sqlite3.DatabaseError(f"a damaged row for key {key[:12]}")) from None
         return out
@@ -344,6 +356,8 @@ class SampleCache:
         mark = self._claims.mark_written
         for row in rows:
             mark(key_byte(row[0]))
+        rows = sorted(rows, key=_KEY_SEED)  # in key order, each page once: a third less CPU at 100k rows (stable:
+        # of two rows for one seed the first put is still the one kept)
         with (self._lock if db is None else _NO_LOCK), self._guard():
             db = self._db if db is None else db
             db.execute("BEGIN")
@@ -365,6 +379,7 @@ class SampleCache:
             db.execute("PRAGMA busy_timeout=10000")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute("PRAGMA cache_size=-32768")  # 32 MiB: keys are random, so a commit changes pages all over
         return db
 
     def checkpoint(self, db: sqlite3.Connection) -> None:

@@ -32,6 +32,8 @@ from llmnet.errors import CacheError
 from llmnet.execute.cache import PaidRow, SampleCache, call_rows
 
 CHECKPOINT_ROWS = 20_000  # the writer thread checkpoints the WAL (passive) after about this many rows
+COMMIT_EVERY_S = 0.2  # a commit starts this long after the last one started, or ...
+COMMIT_PUTS = 2048  # ... once this many calls' samples wait, or when someone waits for it (``wait``, ``aclose``)
 BACKLOG_KEYS = 512  # keys put but not committed, beyond which the executor waits for a commit (``wait``) ...
 BACKLOG_KEYS_ALONE = 8192  # ... or while the process is alone on the cache, when claims cost nothing
 
@@ -49,6 +51,7 @@ class GroupCommit:
         self._after: list[Callable[[], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduled = False
+        self._started = float("-inf")  # when the last commit started (the loop's clock)
         self._busy: asyncio.Future | None = None  # the commit running on the writer thread
         self._drained: asyncio.Future | None = None  # resolved by the next finished commit, for ``wait``
         self._wants: list[tuple[str, range]] = []  # this turn's lookups (``lookup``), read together
@@ -71,7 +74,10 @@ class GroupCommit:
         else:
             puts.append(put)
         self._puts.append((key, put))
-        self._schedule()
+        if not self._scheduled:
+            self._schedule()
+        elif len(self._puts) == COMMIT_PUTS and self._busy is None:  # enough for a commit: no need to wait longer
+            self._loop.call_soon(self._flush)
 
     def rows_of(self, key: str) -> dict[int, PaidRow]:
         """The samples of ``key`` put but not yet committed, as ``SampleCache.get_paid`` gives them
@@ -161,10 +167,21 @@ class GroupCommit:
             self._schedule()
 
     def _schedule(self) -> None:
+        """A commit after this turn's ready tasks had their say, and ``COMMIT_EVERY_S`` after the last
+        one started. With random keys a commit changes pages all over the table, so its cost grows
+        with the table rather than with its rows: measured at 25k rows, 7.6 us a row in commits of
+        500 rows against 3.9 us in commits of 3,000. Waiting for more rows (``COMMIT_PUTS``) or a
+        little time makes commits larger when samples come fast, and costs a slow run nothing but
+        that interval before its samples are on disk."""
         if not self._scheduled and self._busy is None:
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self._flush)  # after this turn's ready tasks had their say
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            delay = self._started + COMMIT_EVERY_S - loop.time()
+            if delay > 0 and len(self._puts) < COMMIT_PUTS:
+                loop.call_later(delay, self._flush)
+            else:
+                loop.call_soon(self._flush)
             self._scheduled = True
 
     def _flush(self) -> None:
@@ -178,6 +195,7 @@ class GroupCommit:
         if not puts:  # everything put earlier is committed
             self._done(puts, releases, after)
             return
+        self._started = self._loop.time()
         self._busy = self._loop.run_in_executor(self._pool, self._write, puts)
         self._busy.add_done_callback(lambda f: self._committed(f, puts, releases, after))
 
@@ -211,7 +229,7 @@ class GroupCommit:
         self.commits += 1
         self._done(puts, releases, after)
         if self._puts or self._releases or self._after:
-            self._flush()
+            self._schedule()
 
     def _done(self, puts: list[tuple], releases: list[str], after: list[Callable[[], None]]) -> None:
         pending = self.pending
