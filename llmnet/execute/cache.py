@@ -300,6 +300,10 @@ class SampleCache:
                 raise self._unusable(sqlite3.DatabaseError(f"a damaged row for key {key[:12]}")) from None
         return out
 
+    def unpack(self, rows: list[tuple], lo: int = -(1 << 62), hi: int = 1 << 62) -> dict[int, PaidRow]:
+        """``unpack`` with this cache's decoded rows."""
+        return unpack(rows, lo, hi, memo=self._decoded)
+
     def get_all(self, key: str, limit: int) -> dict[int, PaidRow] | None:
         """Every cached sample of ``key`` as ``get_paid`` gives them, or None when there are more than
         ``limit``. A Ray worker's claim brings them, before the worker knows which seeds it needs

@@ -244,8 +244,8 @@ class Engine:
                         rows = await writer.lookup(key, seeds)
                 elif claimed == CLAIMED_ALONE and cache.unseen(key):  # never in the file: nothing to read
                     rows = {}
-                else:  # read with the turn's other lookups
-                    rows = await writer.lookup(key, seeds)
+                elif claimed != CLAIMED_ALONE or (rows := writer.known_rows(key, seeds)) is None:
+                    rows = await writer.lookup(key, seeds)  # read with the turn's other lookups
                 if not rows:  # the usual cold case: one call for all of them
                     return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,
                                                   f"{self.run_id}\x1f{payer}\x1f{self.session}")
