@@ -44,7 +44,7 @@ from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
 from llmnet.errors import CacheError
-from llmnet.execute.claims import CLAIMED, CLAIMED_ALONE, key_byte, open_claims  # noqa: F401
+from llmnet.execute.claims import CLAIMED, CLAIMED_ALONE, CLAIMED_NEW, key_byte, open_claims  # noqa: F401
 
 CALLS_TABLE = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -326,23 +326,20 @@ class SampleCache:
         self.put_rows(call_rows(key, items, paid_by, calls, attempts))
 
     def claim(self, key: str) -> int:
-        """Claim ``key`` for this process: ``CLAIMED_ALONE`` while the process is alone on the file,
-        else ``CLAIMED``, or 0 while another process holds it (``llmnet.execute.claims``)."""
+        """Claim ``key`` for this process, or 0 while another process holds it. While the process is
+        alone on the file (``llmnet.execute.claims``) a claim is ``CLAIMED_NEW`` when the file holds
+        no row of ``key`` (nothing to read), else ``CLAIMED_ALONE``; otherwise ``CLAIMED``."""
         byte = key_byte(key)
         granted = self._claims.claim(byte)
         if granted:
-            self._held[byte] = self._held.get(byte, 0) + 1
+            held = self._held
+            held[byte] = held.get(byte, 0) + 1
         return granted
 
     @property
     def alone(self) -> bool:
         """This process is alone on the file (``llmnet.execute.claims``)."""
         return self._claims.alone
-
-    def unseen(self, key: str) -> bool:
-        """The file holds no row of ``key``, which this process claimed while alone (``claim`` said
-        ``CLAIMED_ALONE``): nothing to read. False when not known."""
-        return self._claims.unseen(key_byte(key))
 
     def release(self, key: str) -> None:
         byte = key_byte(key)

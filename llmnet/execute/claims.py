@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 CLAIM_BYTES = 1 << 30  # byte offsets keys hash into
 PRESENCE = CLAIM_BYTES  # every process with the file open holds a shared lock here
 ALONE = CLAIM_BYTES + 1  # the process alone on the file holds an exclusive lock here
-CLAIMED, CLAIMED_ALONE = 1, 2  # what ``claim`` grants: a claim, or one taken while alone (nothing else writes)
+# what ``claim`` grants: a claim; one taken while alone (nothing else writes the file meanwhile); one taken
+# while alone on a key the file holds no row of (nothing to read)
+CLAIMED, CLAIMED_ALONE, CLAIMED_NEW = 1, 2, 3
 WRITTEN_SLOTS = 1 << 21  # slots of the table of key hashes written while alone (a byte each: 2 MiB)
 ALONE_POLL_S = 0.02  # how often the alone process looks for a newcomer (who waits that long at most)
 JOIN_WARN_S = 5.0  # a newcomer says it is waiting after this long
@@ -177,14 +179,10 @@ class ClaimFile:
         if written is not None:
             written[byte % WRITTEN_SLOTS] = 1  # one byte a slot: a store, safe from any thread
 
-    def unseen(self, byte: int) -> bool:
-        """The file holds no row of a key with ``byte`` claimed while alone (a hash collision says False)."""
-        written = self.written
-        return written is not None and not written[byte % WRITTEN_SLOTS]
-
     def claim(self, byte: int) -> int:
-        """Claim ``byte`` (a key's, ``key_byte``) for this process: ``CLAIMED_ALONE`` while alone, else
-        ``CLAIMED``, or 0 while another process holds it."""
+        """Claim ``byte`` (a key's, ``key_byte``) for this process: ``CLAIMED_NEW`` or ``CLAIMED_ALONE``
+        while alone (the first when the file holds no row of a key with this byte; a hash collision
+        says ALONE), else ``CLAIMED``, or 0 while another process holds it."""
         with self.lock:
             count = self.held.get(byte)
             if not self.alone:
@@ -198,7 +196,8 @@ class ClaimFile:
                 self.held[byte] = (count or 0) + 1
                 return CLAIMED
             self.held[byte] = (count or 0) + 1
-            return CLAIMED_ALONE
+            written = self.written
+            return CLAIMED_NEW if written is not None and not written[byte % WRITTEN_SLOTS] else CLAIMED_ALONE
 
     def release(self, byte: int, count: int = 1) -> None:
         """Give up ``count`` of this process's claims on ``byte``."""

@@ -19,7 +19,7 @@ from typing import Any
 from llmnet.backends import make_backend
 from llmnet.backends.base import Request, Sample
 from llmnet.errors import BackendError, BudgetExceeded, CacheError, LlmnetError
-from llmnet.execute.cache import CLAIMED_ALONE, SampleCache, request_key
+from llmnet.execute.cache import CLAIMED, CLAIMED_NEW, SampleCache, request_key
 from llmnet.execute.commits import GroupCommit
 from llmnet.execute.limits import CostBudget, Limited
 from llmnet.execute.usage import Usage, price
@@ -238,13 +238,13 @@ class Engine:
                     pend = writer.rows_of(key)
                     if all(s in pend for s in seeds):  # nothing to read
                         rows = {s: pend[s] for s in seeds}
-                    elif claimed == CLAIMED_ALONE and cache.unseen(key):  # the file cannot hold more of it
+                    elif claimed == CLAIMED_NEW:  # the file cannot hold more of it
                         rows = {s: pend[s] for s in seeds if s in pend}
                     else:
                         rows = await writer.lookup(key, seeds)
-                elif claimed == CLAIMED_ALONE and cache.unseen(key):  # never in the file: nothing to read
+                elif claimed == CLAIMED_NEW:  # never in the file: nothing to read
                     rows = {}
-                elif claimed != CLAIMED_ALONE or (rows := writer.known_rows(key, seeds)) is None:
+                elif claimed == CLAIMED or (rows := writer.known_rows(key, seeds)) is None:
                     rows = await writer.lookup(key, seeds)  # read with the turn's other lookups
                 if not rows:  # the usual cold case: one call for all of them
                     return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,

@@ -12,7 +12,7 @@ import pytest
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
 from llmnet.execute import claims as claims_module
-from llmnet.execute.cache import CLAIMED, CLAIMED_ALONE, SampleCache
+from llmnet.execute.cache import CLAIMED, CLAIMED_ALONE, CLAIMED_NEW, SampleCache
 from llmnet.execute.commits import GroupCommit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,8 @@ def other_process(path, *keys, hold_s=0.0):
 def test_a_process_alone_counts_claims_and_locks_them_when_another_opens_the_cache(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = SampleCache(path)
-    assert cache.claim(KEY) == CLAIMED_ALONE  # nobody else: counted, no lock
-    assert cache.claim("cd" * 32) == CLAIMED_ALONE
+    assert cache.claim(KEY) == CLAIMED_NEW  # nobody else: counted, no lock (and nothing in the file)
+    assert cache.claim("cd" * 32) == CLAIMED_NEW
     cache.release("cd" * 32)
     child = other_process(path, KEY, "cd" * 32)
     out, err = child.communicate(timeout=60)
@@ -51,7 +51,7 @@ def test_a_process_alone_counts_claims_and_locks_them_when_another_opens_the_cac
 def test_a_newcomer_waits_while_the_alone_process_steps_down_and_then_nobody_is_alone(tmp_path):
     path = tmp_path / "c.sqlite"
     child = other_process(path, KEY, hold_s=3)
-    assert child.stdout.readline().split() == [str(CLAIMED_ALONE)]  # the child was first: alone
+    assert child.stdout.readline().split() == [str(CLAIMED_NEW)]  # the child was first: alone
     start = time.monotonic()
     cache = SampleCache(path)  # waits for the child to notice this process
     assert time.monotonic() - start < 2
@@ -81,20 +81,25 @@ def test_caches_of_one_process_share_its_claims_and_closing_one_keeps_the_others
 
 
 def test_a_fresh_cache_alone_reads_only_keys_it_wrote(tmp_path):
+    def claimed(cache, key):
+        granted = cache.claim(key)
+        cache.release(key)
+        return granted
+
     path = tmp_path / "c.sqlite"
     cache = SampleCache(path)
-    assert cache.unseen(KEY)
+    assert claimed(cache, KEY) == CLAIMED_NEW  # nothing to read
     cache.put_many(KEY, [(0, Sample("x", 1, 1))])
-    assert not cache.unseen(KEY) and cache.unseen("cd" * 32)
+    assert claimed(cache, KEY) == CLAIMED_ALONE and claimed(cache, "cd" * 32) == CLAIMED_NEW
     cache.close()
     again = SampleCache(path)  # the file has rows now: not fresh, every key is read
-    assert not again.unseen("cd" * 32)
+    assert claimed(again, "cd" * 32) == CLAIMED_ALONE
     again.close()
     fresh = SampleCache(tmp_path / "d.sqlite")
-    assert fresh.unseen(KEY)
+    assert claimed(fresh, KEY) == CLAIMED_NEW
     child = other_process(tmp_path / "d.sqlite")
     child.communicate(timeout=60)
-    assert not fresh.unseen(KEY)  # another process may have written anything
+    assert claimed(fresh, KEY) == CLAIMED  # another process may have written anything
     fresh.close()
 
 
@@ -173,7 +178,8 @@ nodes:
 
     skipping, skipped_reads = run(tmp_path / "a.sqlite")
     with monkeypatch.context() as m:
-        m.setattr(claims_module.ClaimFile, "unseen", lambda self, byte: False)
+        claim = claims_module.ClaimFile.claim
+        m.setattr(claims_module.ClaimFile, "claim", lambda self, byte: min(claim(self, byte), CLAIMED_ALONE))
         reading, all_reads = run(tmp_path / "b.sqlite")
     count = ("calls", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "correct")
     assert {k: skipping.summary[k] for k in count} == {k: reading.summary[k] for k in count}
@@ -189,7 +195,7 @@ nodes:
 def test_a_forked_child_does_not_think_it_is_alone_with_its_parents_claims(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = SampleCache(path)
-    assert cache.claim(KEY) == CLAIMED_ALONE
+    assert cache.claim(KEY) == CLAIMED_NEW
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: opens the cache afresh, so the parent steps down and its claim is a lock
