@@ -137,6 +137,8 @@ class GroupCommit:
         if known is None or seeds.start < known[0] or seeds.stop - 1 > known[1]:
             return None
         rows = known[2]
+        if known[0] == seeds.start and known[1] == seeds.stop - 1:  # the usual case: the same range again
+            return rows  # (read, never changed, by the caller)
         return {s: rows[s] for s in seeds if s in rows}
 
     @property

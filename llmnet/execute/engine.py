@@ -319,7 +319,7 @@ class Engine:
         mine = f"{self.run_id}\x1f{payer}\x1f"
         here = mine + self.session
         have = {}
-        hit_p = hit_c = paid_p = paid_c = 0
+        hits = hit_p = hit_c = paid_p = paid_c = 0
         for seed, (sample, paid_by, calls, attempts) in rows.items():
             have[seed] = sample
             if payer and paid_by.startswith(mine) and paid_by != here:
@@ -328,9 +328,10 @@ class Engine:
                 paid_p += sample.prompt_tokens
                 paid_c += sample.completion_tokens
             else:
-                usage.cache_hits += 1
+                hits += 1
                 hit_p += sample.prompt_tokens
                 hit_c += sample.completion_tokens
+        usage.cache_hits += hits
         if hit_p or hit_c:
             usage.cached_tokens += hit_p + hit_c
             usage.cached_cost_usd += price(limited.spec, hit_p, hit_c)
