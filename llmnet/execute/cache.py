@@ -221,7 +221,8 @@ class SampleCache:
             self._convert()
         elif "calls" in kinds and [row[1] for row in self._db.execute("PRAGMA table_info(calls)")] != CALL_COLUMNS:
             raise sqlite3.DatabaseError("its table 'calls' is not an llmnet call table")
-        self._db.executescript(SCHEMA)
+        if kinds.get("calls") != "table" or kinds.get("samples") != "view":  # a new file (or one converted just now)
+            self._db.executescript(SCHEMA)
         self._db.execute("SELECT COUNT(*) FROM calls WHERE key = ''").fetchone()  # reads a page: garbage fails here
 
     def _convert(self) -> None:
