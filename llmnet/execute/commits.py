@@ -74,6 +74,7 @@ class GroupCommit:
         if self.error is not None:
             raise self.error
         rows = call_rows(key, items, paid_by, calls, attempts)
+        self.cache.mark_written(key)  # here rather than on the writer thread, whose Python work holds up the loop
         if self.known:
             self.known.pop(key, None)  # the file holds more of it now
         waiting = self.pending.get(key)
