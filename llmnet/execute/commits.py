@@ -1,13 +1,19 @@
-"""Write-behind group commits of fresh samples, on a dedicated writer thread.
+"""The event loop's access to the sample cache: write-behind group commits of fresh samples on
+a dedicated writer thread, and lookups read a turn at a time.
 
-``put`` (no await) adds a call's fresh samples to the open batch and to ``pending``, an
-in-memory overlay the executor reads together with the cache, so a sample is usable at
-once and never paid twice in this process. Once per turn of the event loop the batch goes
-to the writer thread, which commits it in one transaction on its own connection (a WAL
-append, no fsync: ``synchronous=NORMAL``) while the loop goes on; batches that arrive while
-a commit runs are committed together next, so under load one transaction carries many
-queries' samples, and a lone sample waits for no timer. The thread also checkpoints the WAL
-now and then. Nothing on the event loop waits for the disk.
+``put`` (no await) packs a call's fresh samples into a ``calls`` row and adds it to the open
+batch and to ``pending``, an in-memory overlay the executor reads together with the cache, so
+a sample is usable at once and never paid twice in this process. The batch goes to the writer
+thread ``COMMIT_EVERY_S`` after the last commit started, or as soon as ``COMMIT_PUTS`` calls
+wait, or when someone waits for it; the thread commits it in one transaction on its own
+connection (a WAL append, no fsync: ``synchronous=NORMAL``) while the loop goes on, and
+checkpoints the WAL now and then. Nothing on the event loop waits for the disk.
+
+``lookup`` reads the cached samples of a key; every lookup of one turn of the loop is one
+statement (``SampleCache.get_paid_many``). A process alone on its cache
+(``llmnet.execute.claims``) needs fewer: a key the file cannot hold is not looked up at all,
+and the file's rows of a key looked up once are remembered (``known``) until this process puts
+more of it.
 
 What stays on disk after ``kill -9``: every committed batch, never a torn one (SQLite
 transactions); the batch being committed and the one being filled may be lost, and the
