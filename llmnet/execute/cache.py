@@ -75,6 +75,7 @@ CALL_COLUMNS = ["key", "seed", "n", "samples", "paid_by", "calls", "attempts"]
 V1_COLUMNS = ["key", "seed", "text", "prompt_tokens", "completion_tokens"]  # older files: a table row per sample
 V2_COLUMNS = V1_COLUMNS + ["paid_by", "calls", "attempts"]
 _RANGE_SQL = "SELECT seed, n, samples, paid_by, calls, attempts FROM calls WHERE key = ? AND seed <= ? ORDER BY seed"
+KNOWN_KEYS = 8192  # keys whose rows a process alone on the cache remembers from lookups (then afresh)
 DECODED_ROWS = 4096  # rows a cache remembers decoded (``unpack``), then it starts afresh
 READ_KEYS = 256  # keys a batched read's statement asks for
 INSERT_ROWS = 128  # rows a statement (7 parameters each: under the 999 of older SQLite builds)
@@ -339,7 +340,27 @@ class SampleCache:
 
     def mark_written(self, key: str) -> None:
         """Before a row of ``key`` is written: the file may hold ``key`` from now on (``claim``)."""
-        self._claims.mark_written(key_byte(key))
+        self._claims.mark_written(key_byte(key), key)
+
+    def remember(self, key: str, seeds: range, rows: dict[int, PaidRow]) -> None:
+        """(Only while alone.) ``rows`` are all the file holds of ``key`` in ``seeds``, until this process
+        writes more of it (``mark_written``): the process's caches on this file answer from them
+        (``known_rows``)."""
+        known = self._claims.known
+        if len(known) >= KNOWN_KEYS:
+            known.clear()
+        known[key] = (seeds.start, seeds.stop - 1, rows)
+
+    def known_rows(self, key: str, seeds: range) -> dict[int, PaidRow] | None:
+        """The file's rows of ``key`` in ``seeds`` as remembered (``remember``) when they cover ``seeds``;
+        else None. Only for a key claimed while alone (``CLAIMED_ALONE``)."""
+        known = self._claims.known.get(key)
+        if known is None or seeds.start < known[0] or seeds.stop - 1 > known[1]:
+            return None
+        rows = known[2]
+        if known[0] == seeds.start and known[1] == seeds.stop - 1:  # the usual case: the same range again
+            return rows  # (read, never changed, by the caller)
+        return {s: rows[s] for s in seeds if s in rows}
 
     @property
     def alone(self) -> bool:

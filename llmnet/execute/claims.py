@@ -20,7 +20,8 @@ the moment another process opens the file:
   claims it holds (nobody else can hold them: everyone else is waiting), then gives up ``ALONE``;
   the newcomer goes on and finds those keys claimed.
 
-While alone, a process also knows which keys the file cannot hold: if the file had no rows when
+While alone, a process also knows the file's rows of keys it looked up (``known``, dropped
+when it writes more of a key), and which keys the file cannot hold: if the file had no rows when
 the process became alone (``fresh``), only keys this process wrote can be there (``written``, a
 table of key hashes marked before each write), so a key claimed while alone and not marked needs
 no read. Rows that something other than llmnet writes into a cache while an llmnet process is
@@ -95,6 +96,7 @@ class ClaimFile:
         self.alone = False
         self.fresh: bool | None = None  # the file had no rows when this process became alone (set by its cache)
         self.written: bytearray | None = None  # while fresh: slots of the key hashes this process wrote
+        self.known: dict[str, tuple] = {}  # while alone: key -> (lo, hi, the file's rows of it in lo..hi)
         self.closed = False
         self.lock = threading.Lock()  # claim, release and stepping down exclude each other
         try:
@@ -162,6 +164,7 @@ class ClaimFile:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ALONE)
             self.alone = False
             self.written = None  # from now on another process may write any key: read them all
+            self.known.clear()
             return True
 
     def set_fresh(self, empty: bool) -> None:
@@ -173,8 +176,11 @@ class ClaimFile:
                 if self.fresh:
                     self.written = bytearray(WRITTEN_SLOTS)
 
-    def mark_written(self, byte: int) -> None:
-        """Before a row of the key with ``byte`` is written: the file may hold that key from now on."""
+    def mark_written(self, byte: int, key: str) -> None:
+        """Before a row of ``key`` (with ``byte``) is written: the file may hold that key from now on,
+        and what was known of its rows is not all any more."""
+        if self.known:
+            self.known.pop(key, None)
         written = self.written
         if written is not None:
             written[byte % WRITTEN_SLOTS] = 1  # one byte a slot: a store, safe from any thread

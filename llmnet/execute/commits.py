@@ -12,8 +12,8 @@ checkpoints the WAL now and then. Nothing on the event loop waits for the disk.
 ``lookup`` reads the cached samples of a key; every lookup of one turn of the loop is one
 statement (``SampleCache.get_paid_many``). A process alone on its cache
 (``llmnet.execute.claims``) needs fewer: a key the file cannot hold is not looked up at all,
-and the file's rows of a key looked up once are remembered (``known``) until this process puts
-more of it.
+and the file's rows of a key looked up once are remembered (``SampleCache.remember``) until this
+process writes more of it.
 
 What stays on disk after ``kill -9``: every committed batch, never a torn one (SQLite
 transactions); the batch being committed and the one being filled may be lost, and the
@@ -40,7 +40,6 @@ from llmnet.execute.cache import PaidRow, SampleCache, call_rows
 CHECKPOINT_ROWS = 20_000  # the writer thread checkpoints the WAL (passive) after about this many rows
 COMMIT_EVERY_S = 0.2  # a commit starts this long after the last one started, or ...
 COMMIT_PUTS = 2048  # ... once this many calls' samples wait, or when someone waits for it (``wait``, ``aclose``)
-KNOWN_KEYS = 8192  # keys whose file rows a process alone on the cache remembers from lookups (then afresh)
 BACKLOG_KEYS = 512  # keys put but not committed, beyond which the executor waits for a commit (``wait``) ...
 BACKLOG_KEYS_ALONE = 8192  # ... or while the process is alone on the cache, when claims cost nothing
 
@@ -62,7 +61,6 @@ class GroupCommit:
         self._started = float("-inf")  # when the last commit started (the loop's clock)
         self._busy: asyncio.Future | None = None  # the commit running on the writer thread
         self._drained: asyncio.Future | None = None  # resolved by the next finished commit, for ``wait``
-        self.known: dict[str, tuple[int, int, dict[int, PaidRow]]] = {}  # key -> (lo, hi, the file's rows in lo..hi)
         self._wants: list[tuple[str, range]] = []  # this turn's lookups (``lookup``), read together
         self._found: list[asyncio.Future] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="llmnet-cache-writer")
@@ -81,8 +79,6 @@ class GroupCommit:
             raise self.error
         rows = call_rows(key, items, paid_by, calls, attempts)
         self.cache.mark_written(key)  # here rather than on the writer thread, whose Python work holds up the loop
-        if self.known:
-            self.known.pop(key, None)  # the file holds more of it now
         waiting = self.pending.get(key)
         if waiting is None:
             self.pending[key] = rows
@@ -124,29 +120,15 @@ class GroupCommit:
                 if not f.done():
                     f.set_exception(CacheError(str(exc)))
             return
-        pending, known = self.pending, self.known
-        alone = self.cache.alone
+        pending, alone = self.pending, self.cache.alone
         for (key, seeds), f, rows in zip(wants, found, got):
             if key in pending:  # put moments ago, not yet committed (read with the file, at one moment)
                 pend = self.rows_of(key)
                 rows.update((s, pend[s]) for s in seeds if s in pend)
-            elif alone:  # nobody else writes: these are the file's rows of key in this range until this process puts more
-                if len(known) >= KNOWN_KEYS:
-                    known.clear()
-                known[key] = (seeds.start, seeds.stop - 1, rows)
+            elif alone:  # nobody else writes: the file's rows of key in this range until this process writes more
+                self.cache.remember(key, seeds, rows)
             if not f.done():  # (a query cancelled meanwhile)
                 f.set_result(rows)
-
-    def known_rows(self, key: str, seeds: range) -> dict[int, PaidRow] | None:
-        """The file's rows of ``key`` in ``seeds`` from an earlier lookup, when it covered them and this
-        process is alone on the cache (the caller claimed ``key`` while alone); else None."""
-        known = self.known.get(key)
-        if known is None or seeds.start < known[0] or seeds.stop - 1 > known[1]:
-            return None
-        rows = known[2]
-        if known[0] == seeds.start and known[1] == seeds.stop - 1:  # the usual case: the same range again
-            return rows  # (read, never changed, by the caller)
-        return {s: rows[s] for s in seeds if s in rows}
 
     @property
     def backlogged(self) -> bool:

@@ -244,7 +244,7 @@ class Engine:
                         rows = await writer.lookup(key, seeds)
                 elif claimed == CLAIMED_NEW:  # never in the file: nothing to read
                     rows = {}
-                elif claimed == CLAIMED or (rows := writer.known_rows(key, seeds)) is None:
+                elif claimed == CLAIMED or (rows := cache.known_rows(key, seeds)) is None:
                     rows = await writer.lookup(key, seeds)  # read with the turn's other lookups
                 if not rows:  # the usual cold case: one call for all of them
                     return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,

@@ -207,3 +207,31 @@ def test_a_forked_child_does_not_think_it_is_alone_with_its_parents_claims(tmp_p
     os.waitpid(pid, 0)
     assert os.read(read, 8) == b"0"
     cache.close()
+
+
+def test_rows_remembered_from_a_lookup_are_dropped_when_any_cache_of_the_process_writes_the_key(tmp_path):
+    """While alone, a lookup's rows answer the next query on that key without a read; another cache
+    (another session) of the same process writing the key must make the next query read again."""
+    path = tmp_path / "c.sqlite"
+    seed_file = SampleCache(path)
+    seed_file.put_many("cd" * 32, [(0, Sample("other", 1, 1))])  # not fresh: keys are looked up
+    seed_file.close()
+    first, second = SampleCache(path), SampleCache(path)
+
+    async def look(cache):
+        writer = GroupCommit(cache)
+        assert cache.claim(KEY) == CLAIMED_ALONE
+        try:
+            known = cache.known_rows(KEY, range(3))
+            return known if known is not None else await writer.lookup(KEY, range(3)), known is not None
+        finally:
+            cache.release(KEY)
+            await writer.aclose()
+
+    assert asyncio.run(look(first)) == ({}, False)  # read: nothing there
+    assert asyncio.run(look(first)) == ({}, True)  # remembered: no read
+    second.put_many(KEY, [(0, Sample("paid by the other session", 2, 1))], "them", 1, 1)
+    rows, remembered = asyncio.run(look(first))
+    assert not remembered and rows[0][0].text == "paid by the other session"
+    first.close()
+    second.close()
