@@ -33,6 +33,8 @@ Every SQLite failure (a damaged file, a foreign table, a full disk) becomes one
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -79,6 +81,7 @@ KNOWN_KEYS = 8192  # keys whose rows a process alone on the cache remembers from
 DECODED_ROWS = 4096  # rows a cache remembers decoded (``unpack``), then it starts afresh
 READ_KEYS = 256  # keys a batched read's statement asks for
 INSERT_ROWS = 128  # rows a statement (7 parameters each: under the 999 of older SQLite builds)
+log = logging.getLogger(__name__)
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
 _NO_LOCK = nullcontext()
 _KEY_SEED = itemgetter(0, 1)
@@ -179,7 +182,9 @@ class SampleCache:
         self._claims = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._claims = open_claims(f"{self.path}-claims")  # before SQLite: waits while another process is alone
+            # the real file's claims (a symlink to it shares them); opened before SQLite: waits while another
+            # process is alone on the file
+            self._claims = open_claims(f"{os.path.realpath(self.path)}-claims")
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
             if self._claims is not None:
@@ -389,13 +394,19 @@ class SampleCache:
             db = self._db if db is None else db
             db.execute("BEGIN")
             try:
+                before = db.total_changes
                 for i in range(0, len(rows), INSERT_ROWS):  # many rows a statement: see INSERT_ROWS
                     chunk = rows[i:i + INSERT_ROWS]
                     db.execute(_insert_sql(len(chunk)), list(chain.from_iterable(chunk)))
+                kept = db.total_changes - before
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        if kept < len(rows):
+            log.warning("sample cache %s already held %d of %d call rows written now (put there meanwhile by "
+                        "something that does not claim keys, e.g. a hand-written row); the file keeps the first",
+                        self.path, len(rows) - kept, len(rows))
 
     def connect_writer(self) -> sqlite3.Connection:
         """A second connection for a writer thread (``llmnet.execute.commits``): its commits never

@@ -98,6 +98,7 @@ class ClaimFile:
         self.written: bytearray | None = None  # while fresh: slots of the key hashes this process wrote
         self.known: dict[str, tuple] = {}  # while alone: key -> (lo, hi, the file's rows of it in lo..hi)
         self.closed = False
+        self.forked = False  # this object came with a fork: the child holds none of its locks
         self.lock = threading.Lock()  # claim, release and stepping down exclude each other
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -131,7 +132,8 @@ class ClaimFile:
         start, warned = time.monotonic(), False
         while not self._try(fcntl.LOCK_SH, ALONE):  # the alone process steps down within ALONE_POLL_S
             if not warned and time.monotonic() - start > JOIN_WARN_S:
-                log.warning("waiting for the process alone on %s to make room (is it stopped?)", self.path)
+                log.warning("still waiting for the process alone on %s to make room (it locks each key it "
+                            "holds, which takes a while with thousands; or is it stopped?)", self.path)
                 warned = True
             time.sleep(ALONE_POLL_S / 4)
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ALONE)
@@ -151,21 +153,35 @@ class ClaimFile:
 
     def step_down_if_joined(self) -> bool:
         """(The watcher.) When another process has opened the file: lock every claimed byte, then give
-        up ``ALONE``. True once this process is no longer alone."""
+        up ``ALONE``. True once this process is no longer alone.
+
+        The bytes are locked one at a time, each under ``lock`` on its own, so this process's claims
+        and releases go on meanwhile (the kernel walks the process's lock list for each lock, so
+        thousands of claims take a while); the newcomer waits for ``ALONE`` until all are locked."""
         with self.lock:
             if self.closed or not self.alone:
                 return True
-            if self._nobody_else():
+            replaced = not self.same_file(self.path)
+            if not replaced and self._nobody_else():
                 return False
-            for byte in self.held:
-                if not self._try(fcntl.LOCK_EX, byte):  # cannot happen: everyone else waits for ALONE
+            self.alone = False  # claims from now on take locks
+            self.written = None  # another process may write any key from now on: read them all
+            self.known.clear()
+            held = list(self.held)
+        if replaced:
+            log.error("%s was deleted or replaced while in use: processes on this cache no longer see each "
+                      "other's claims and may pay twice for a sample; stop them and start again", self.path)
+        for byte in held:
+            with self.lock:
+                if self.closed:
+                    return True
+                if self.held.get(byte) and not self._try(fcntl.LOCK_EX, byte):  # everyone else waits for ALONE
                     log.error("claim byte %d of %s is held by another process while this one was alone",
                               byte, self.path)
-            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ALONE)
-            self.alone = False
-            self.written = None  # from now on another process may write any key: read them all
-            self.known.clear()
-            return True
+        with self.lock:
+            if not self.closed:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ALONE)
+        return True
 
     def set_fresh(self, empty: bool) -> None:
         """(A cache, once its file is open and converted.) Whether the file had no rows while this process
@@ -189,6 +205,9 @@ class ClaimFile:
         """Claim ``byte`` (a key's, ``key_byte``) for this process: ``CLAIMED_NEW`` or ``CLAIMED_ALONE``
         while alone (the first when the file holds no row of a key with this byte; a hash collision
         says ALONE), else ``CLAIMED``, or 0 while another process holds it."""
+        if self.forked:
+            raise CacheError(f"a sample cache opened before this process was forked cannot claim keys in it "
+                             f"({self.path}); open the cache again in the child")
         with self.lock:
             count = self.held.get(byte)
             if not self.alone:
@@ -207,6 +226,8 @@ class ClaimFile:
 
     def release(self, byte: int, count: int = 1) -> None:
         """Give up ``count`` of this process's claims on ``byte``."""
+        if self.forked:
+            return
         with self.lock:
             left = self.held.get(byte, 0) - count
             if left > 0:
@@ -217,6 +238,9 @@ class ClaimFile:
 
     def close(self) -> None:
         """One user fewer; the last closes the file, which drops every lock of this process on it."""
+        if self.forked:  # closing the inherited descriptor would drop the locks the child took itself
+            self.closed = True
+            return
         with _OPENING:
             with _FILES_LOCK:
                 self.users -= 1
@@ -234,11 +258,17 @@ class ClaimFile:
 
 
 def _forget_after_fork() -> None:
-    """A forked child holds none of its parent's locks (POSIX locks are not inherited): it opens afresh."""
-    global _watcher
+    """A forked child holds none of its parent's locks (POSIX locks are not inherited): it opens afresh,
+    and the claims files it inherited refuse to claim (and never close their descriptor, which would
+    drop the child's own locks). The module's locks may have been held by another thread at the fork:
+    new ones."""
+    global _watcher, _FILES_LOCK, _OPENING
+    for claims in _FILES.values():
+        claims.forked = True
     _FILES.clear()
     _ALONE.clear()
     _watcher = None
+    _FILES_LOCK, _OPENING = threading.Lock(), threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

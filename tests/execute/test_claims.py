@@ -235,3 +235,62 @@ def test_rows_remembered_from_a_lookup_are_dropped_when_any_cache_of_the_process
     assert not remembered and rows[0][0].text == "paid by the other session"
     first.close()
     second.close()
+
+
+def test_a_cache_opened_through_a_symlink_shares_the_real_files_claims(tmp_path):
+    path = tmp_path / "real.sqlite"
+    cache = SampleCache(path)
+    (tmp_path / "alias.sqlite").symlink_to(path)
+    assert cache.claim(KEY)
+    child = other_process(tmp_path / "alias.sqlite", KEY)
+    assert child.communicate(timeout=60)[0].split() == ["0"]  # one file, one set of claims
+    cache.close()
+
+
+def test_a_forked_child_cannot_use_or_break_the_cache_it_inherited(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = SampleCache(path)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            try:
+                cache.claim("cd" * 32)
+                said = "claimed"
+            except CacheError as exc:
+                said = "refused" if "forked" in str(exc) else "other"
+            own = SampleCache(path)
+            own.claim(KEY)
+            cache.close()  # the inherited object: must not drop the child's own locks
+            probe = other_process(path, KEY)
+            os.write(write, f"{said} {probe.communicate(timeout=60)[0].strip()}".encode())
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 64).decode() == "refused 0"
+    cache.close()
+
+
+def test_a_claims_file_deleted_under_a_process_alone_is_said_and_every_key_is_read_again(tmp_path, caplog):
+    path = tmp_path / "c.sqlite"
+    cache = SampleCache(path)
+    assert cache.claim(KEY) == CLAIMED_NEW
+    cache.release(KEY)
+    os.unlink(f"{path}-claims")  # taken for a stale lock file
+    newcomer = other_process(path, "cd" * 32)
+    newcomer.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while cache.alone and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not cache.alone and cache.claim(KEY) == CLAIMED  # reads everything from now on
+    assert any("deleted or replaced" in r.getMessage() for r in caplog.records)
+    cache.close()
+
+
+def test_rows_another_writer_put_first_are_said_not_silently_dropped(tmp_path, caplog):
+    cache = SampleCache(tmp_path / "c.sqlite")
+    cache.put_many(KEY, [(0, Sample("first", 1, 1))])
+    cache.put_many(KEY, [(0, Sample("second", 1, 1)), (1, Sample("x", 1, 1))])  # one call row, seed 0 taken
+    assert cache.get_many(KEY, [0, 1]) == {0: Sample("first", 1, 1)}
+    assert any("already held 1 of 1 call rows" in r.getMessage() for r in caplog.records)
+    cache.close()
