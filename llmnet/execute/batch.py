@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,9 @@ def parse_custom_id(custom_id: Any) -> tuple[str, int, bool] | None:
         return None
 
 
+CLAIM_POLL_S = 0.05  # how often an import waiting for another process's claim on a key looks again
+
+
 def import_outputs(path: Path, cache_path: Path) -> ImportReport:
     """Store every answered sample of a Batch API output file in the cache (see the module doc)."""
     from llmnet.backends.openai_compat import samples_from_body
@@ -208,7 +212,12 @@ def import_outputs(path: Path, cache_path: Path) -> ImportReport:
                     samples = samples_from_body(line["response"]["body"], unwrap)
                 except (ValueError, TypeError, KeyError) as exc:
                     raise DatasetError(f"{path}:{number}: malformed response body ({exc})") from None
-                cache.put_many(key, [(seed + j, s) for j, s in enumerate(samples)])
+                while not cache.claim(key):  # a run is paying for this key: its rows go in first
+                    time.sleep(CLAIM_POLL_S)
+                try:
+                    cache.put_many(key, [(seed + j, s) for j, s in enumerate(samples)])
+                finally:
+                    cache.release(key)
                 report.samples += len(samples)
     finally:
         cache.close()

@@ -115,3 +115,25 @@ def test_custom_ids_and_bad_files(tmp_path):
     bad.write_text('{"custom_id": "x"}\nnot json\n')
     with pytest.raises(DatasetError, match="bad.jsonl:2: not a JSON line"):
         import_outputs(bad, tmp_path / "c.sqlite")
+
+
+def test_an_import_waits_for_a_key_another_process_is_paying_for(tmp_path):
+    """An import claims each key as a run does, so a run paying for it commits its rows first and
+    the import's come after (kept or, for the same seeds, said and ignored), never between."""
+    import subprocess
+    import sys
+    import time
+
+    server = VllmLikeServer()
+    cache, requests, outputs = tmp_path / "c.sqlite", tmp_path / "req.jsonl", tmp_path / "out.jsonl"
+    export_requests(network(), QUERIES[:1], requests, cache)
+    provider(server, requests, outputs)
+    key = json.loads(requests.read_text().splitlines()[0])["custom_id"].split(":")[1]
+    holder = subprocess.Popen([sys.executable, "-c", f"import time\nfrom llmnet.execute.cache import SampleCache\n"
+                               f"c = SampleCache({str(cache)!r})\nprint(c.claim({key!r}), flush=True)\n"
+                               f"time.sleep(1.5)\nc.close()\n"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() != "0"
+    start = time.monotonic()
+    imported = import_outputs(outputs, cache)
+    assert imported.samples == 4 and time.monotonic() - start > 1.0  # waited for the holder's claim
+    holder.communicate(timeout=60)
