@@ -105,22 +105,27 @@ def _insert_sql(rows: int) -> str:
 
 
 def pack(items: Sequence[tuple[int, Sample]]) -> str:
-    """The samples of (seed, sample) items as the JSON array stored in ``calls.samples``: built from
-    escaped texts for plain samples (half the time of the encoder, which sets itself up per call;
-    byte for byte the same, ``tests/execute/test_cache_trust.py``), else by the encoder."""
+    """The samples of (seed, sample) items as the JSON array stored in ``calls.samples``."""
+    return pack_samples([s for _, s in items])
+
+
+def pack_samples(samples: Sequence[Sample]) -> str:
+    """``samples`` as the JSON array stored in ``calls.samples``: built from escaped texts for plain
+    samples (half the time of the encoder, which sets itself up per call; byte for byte the same,
+    ``tests/execute/test_cache_trust.py``), else by the encoder."""
     parts = []
-    for _, s in items:
+    for s in samples:
         p, c = s.prompt_tokens, s.completion_tokens
         if (type(p) is not int or type(c) is not int or s.reasoning is not None or s.cached_tokens
                 or s.fingerprint is not None or s.served_model is not None):
-            return _pack(items)
+            return _pack(samples)
         parts.append(f"[{_ESCAPE(s.text)},{p},{c}]")
     return "[" + ",".join(parts) + "]"
 
 
-def _pack(items: Sequence[tuple[int, Sample]]) -> str:
+def _pack(samples: Sequence[Sample]) -> str:
     return _PACK([[s.text, s.prompt_tokens, s.completion_tokens, m] if (m := s.meta())
-                  else [s.text, s.prompt_tokens, s.completion_tokens] for _, s in items])
+                  else [s.text, s.prompt_tokens, s.completion_tokens] for s in samples])
 
 
 def call_rows(key: str, items: Sequence[tuple[int, Sample]], paid_by: str = "", calls: int = 0,

@@ -385,11 +385,11 @@ class Engine:
             usage.cost_usd += price(limited.spec, p, c)
             usage.server_cached_tokens += sum(s.cached_tokens for s in fresh)
             if key is not None and fresh:
-                items = [(seed + j, s) for j, s in enumerate(fresh)]
                 if self._writer is not None:  # stored before anything else sees them (see ``samples``)
-                    self._writer.put(key, items, paid_by, 1, attempted.attempts)
+                    self._writer.put_call(key, seed, fresh, paid_by, 1, attempted.attempts)
                 else:  # another store (a Ray worker's proxy to the driver's cache): its own writes
-                    self.cache.put_many(key, items, paid_by, 1, attempted.attempts)
+                    self.cache.put_many(key, [(seed + j, s) for j, s in enumerate(fresh)], paid_by, 1,
+                                        attempted.attempts)
             got.extend(fresh)
         if len(got) < n:
             raise BackendError(f"model '{limited.backend.name}' returned {len(got)} of {n} samples after "

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
 from llmnet.execute import RunConfig, run_network
-from llmnet.execute.cache import SampleCache, _pack, pack
+from llmnet.execute.cache import SampleCache, _pack, call_rows, pack, pack_samples
 from llmnet.tasks.datasets import arithmetic
 from tests.cli.test_main import llmnet
 from tests.conftest import ROOT
@@ -241,6 +241,8 @@ def test_packed_samples_are_the_encoders_bytes_and_read_back_whole(samples):
     """The fast path (escaped texts joined by hand) writes exactly what the JSON encoder writes, for
     any text (quotes, control characters, lone surrogates) and with or without a server's remarks."""
     items = list(enumerate(samples))
-    assert pack(items) == _pack(items)
+    assert pack(items) == _pack(samples) == pack_samples(samples)
+    if samples:  # the executor's row for one call (``GroupCommit.put_call``) is call_rows' for its items
+        assert call_rows("k", items, "me", 1, 2) == [("k", 0, len(samples), pack_samples(samples), "me", 1, 2)]
     back = [Sample(i[0], i[1], i[2], **i[3]) if len(i) > 3 else Sample(*i) for i in json.loads(pack(items))]
     assert back == samples
