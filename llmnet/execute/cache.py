@@ -283,7 +283,7 @@ class SampleCache:
 
     def get_paid_many(self, wants: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, PaidRow]]:
         """``get_paid`` for many (key, seeds) at once: one statement per ``READ_KEYS`` keys. The executor
-        reads a turn of its event loop's lookups this way (``llmnet.execute.lookups``): a statement per
+        reads a turn of its event loop's lookups this way (``GroupCommit.lookup``): a statement per
         lookup costs several times more in a busy process than in a loop of reads alone."""
         keys = list(dict.fromkeys(key for key, _ in wants))
         found: dict[str, list[tuple]] = {}
@@ -393,8 +393,8 @@ class SampleCache:
         if db is None:  # (a writer thread's rows were marked when they were put: ``mark_written``)
             for row in rows:
                 self.mark_written(row[0])
-        rows = sorted(rows, key=_KEY_SEED)  # in key order, each page once: a third less CPU at 100k rows (stable:
-        # of two rows for one seed the first put is still the one kept)
+        rows = sorted(rows, key=_KEY_SEED)  # in key order, each page once (on its own, 100k random keys in commits
+        # of 8,192: 9.7 -> 6.2 us a row); stable: of two rows for one seed the first put is still the one kept
         with (self._lock if db is None else _NO_LOCK), self._guard():
             db = self._db if db is None else db
             db.execute("BEGIN")

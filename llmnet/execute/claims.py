@@ -175,9 +175,15 @@ class ClaimFile:
             with self.lock:
                 if self.closed:
                     return True
-                if self.held.get(byte) and not self._try(fcntl.LOCK_EX, byte):  # everyone else waits for ALONE
-                    log.error("claim byte %d of %s is held by another process while this one was alone",
-                              byte, self.path)
+                if not self.held.get(byte):
+                    continue
+                try:
+                    locked = self._try(fcntl.LOCK_EX, byte)  # (everyone else waits for ALONE)
+                except OSError:  # (out of lock records?) ALONE is released all the same
+                    locked = False
+                if not locked:
+                    log.error("cannot lock claim byte %d of %s on stepping down: another process may pay for "
+                              "that key too", byte, self.path)
         with self.lock:
             if not self.closed:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, ALONE)
@@ -285,13 +291,21 @@ def _watch(claims: ClaimFile) -> None:
             _watcher.start()
 
 
+def _stepped_down(claims: ClaimFile) -> bool:
+    try:
+        return claims.step_down_if_joined()
+    except OSError as exc:  # the kernel refused a lock (out of lock records?): try again at the next look
+        log.error("cannot turn the claims on %s into locks (%s); trying again", claims.path, exc.strerror)
+        return False
+
+
 def _watch_loop() -> None:
     global _watcher
     while True:
         time.sleep(ALONE_POLL_S)
         with _FILES_LOCK:
             files = list(_ALONE)
-        done = [claims for claims in files if claims.step_down_if_joined()]
+        done = [claims for claims in files if _stepped_down(claims)]
         with _FILES_LOCK:
             _ALONE.difference_update(done)
             if not _ALONE:
