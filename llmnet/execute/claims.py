@@ -17,8 +17,10 @@ the moment another process opens the file:
   writes anything;
 - the alone process looks for other holders of ``PRESENCE`` every ``ALONE_POLL_S`` (a thread,
   so an idle or busy event loop does not matter). When it sees one it locks the bytes of the
-  claims it holds (nobody else can hold them: everyone else is waiting), then gives up ``ALONE``;
-  the newcomer goes on and finds those keys claimed.
+  claims it holds (nobody else can hold them: everyone else is waiting), one at a time so its own
+  claims go on meanwhile, then gives up ``ALONE``; the newcomer goes on and finds those keys
+  claimed. A claims file deleted or replaced under it is said, and the process reads every key
+  from then on (processes on the two files no longer see each other's claims).
 
 While alone, a process also knows the file's rows of keys it looked up (``known``, dropped
 when it writes more of a key), and which keys the file cannot hold: if the file had no rows when
@@ -29,8 +31,10 @@ alone on it are not seen by that process (llmnet's own writers always open the c
 
 POSIX locks belong to the process, not to a file descriptor, and closing any descriptor of the
 file drops all of them. So a process opens the claims file once (``open_claims``): its caches on
-one file share it, and it is closed with the last of them. Keys of this process that hash to the
-same byte share one lock, counted in ``held`` and released with the last of them.
+one file share it, and it is closed with the last of them (the claims file of a cache opened
+through a symlink is the real file's). Keys of this process that hash to the same byte share one
+lock, counted in ``held`` and released with the last of them. A forked child holds none of its
+parent's locks: a cache it inherited refuses to claim, and it opens the cache again.
 """
 
 from __future__ import annotations
