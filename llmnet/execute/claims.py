@@ -219,18 +219,16 @@ class ClaimFile:
             raise CacheError(f"a sample cache opened before this process was forked cannot claim keys in it "
                              f"({self.path}); open the cache again in the child")
         with self.lock:
-            count = self.held.get(byte)
-            if not self.alone:
-                if not count:
-                    try:
-                        fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, byte)
-                    except (BlockingIOError, PermissionError):
+            count = self.held.get(byte, 0)
+            if not self.alone and not count:
+                try:
+                    if not self._try(fcntl.LOCK_EX, byte):
                         return 0
-                    except OSError as exc:
-                        raise CacheError(f"cannot lock {self.path} ({exc.strerror}); pass another --cache") from None
-                self.held[byte] = (count or 0) + 1
+                except OSError as exc:
+                    raise CacheError(f"cannot lock {self.path} ({exc.strerror}); pass another --cache") from None
+            self.held[byte] = count + 1
+            if not self.alone:
                 return CLAIMED
-            self.held[byte] = (count or 0) + 1
             written = self.written
             return CLAIMED_NEW if written is not None and not written[byte % WRITTEN_SLOTS] else CLAIMED_ALONE
 
