@@ -123,10 +123,10 @@ class GroupCommit:
         self._wants, self._found = [], []
         try:
             got = self.cache.get_paid_many(wants)
-        except CacheError as exc:
+        except Exception as exc:  # every lookup of the turn fails with it (none is left waiting forever)
             for f in found:
                 if not f.done():
-                    f.set_exception(CacheError(str(exc)))
+                    f.set_exception(CacheError(str(exc)) if isinstance(exc, CacheError) else exc)
             return
         pending, alone = self.pending, self.cache.alone
         for (key, seeds), f, rows in zip(wants, found, got):

@@ -76,9 +76,14 @@ class Totals:
                 self.runs[node] = self.runs.get(node, 0) + 1
                 self.model_runs[entry["model"]] = self.model_runs.get(entry["model"], 0) + 1
                 usage = Usage(**u)  # once, added to its three buckets
-                for bucket in (self.per_node.setdefault(node, Usage()),
-                               self.per_model.setdefault(entry["model"], Usage()), self.total):
-                    bucket.add(usage)
+                per_node, per_model = self.per_node.get(node), self.per_model.get(entry["model"])
+                if per_node is None:  # (not setdefault: it would make a Usage every time)
+                    per_node = self.per_node[node] = Usage()
+                if per_model is None:
+                    per_model = self.per_model[entry["model"]] = Usage()
+                per_node.add(usage)
+                per_model.add(usage)
+                self.total.add(usage)
             for status in entry.get("sandbox", ()):
                 self.programs += 1
                 self.weak_passes += status == "passed (weak)"

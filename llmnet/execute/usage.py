@@ -49,11 +49,12 @@ class Usage:
         self.server_cached_tokens += other.server_cached_tokens
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f: getattr(self, f) for f in FIELDS}
-        d["cost_usd"] = round(d["cost_usd"], 10)
-        d["cached_cost_usd"] = round(d["cached_cost_usd"], 10)
-        d["latency_s"] = round(d["latency_s"], 6)
-        return d
+        """The fields in ``FIELDS`` order, dollars rounded to 1e-10 and seconds to 1e-6."""
+        return {"calls": self.calls, "attempts": self.attempts, "samples": self.samples, "cache_hits": self.cache_hits,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost_usd": round(self.cost_usd, 10), "latency_s": round(self.latency_s, 6), "errors": self.errors,
+                "cached_tokens": self.cached_tokens, "cached_cost_usd": round(self.cached_cost_usd, 10),
+                "server_cached_tokens": self.server_cached_tokens}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Usage) and self.to_dict() == other.to_dict()

@@ -1,6 +1,7 @@
 """The sample cache under stress: damaged files, a full disk, two processes sharing it."""
 
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
 from llmnet.execute import RunConfig, run_network
-from llmnet.execute.cache import SampleCache, _pack, call_rows, pack, pack_samples
+from llmnet.execute.cache import (CALL_COLUMNS, CALLS_TABLE, SAMPLES_VIEW, SampleCache, _pack, call_rows, pack,
+                                  pack_samples)
 from llmnet.tasks.datasets import arithmetic
 from tests.cli.test_main import llmnet
 from tests.conftest import ROOT
@@ -246,3 +248,44 @@ def test_packed_samples_are_the_encoders_bytes_and_read_back_whole(samples):
         assert call_rows("k", items, "me", 1, 2) == [("k", 0, len(samples), pack_samples(samples), "me", 1, 2)]
     back = [Sample(i[0], i[1], i[2], **i[3]) if len(i) > 3 else Sample(*i) for i in json.loads(pack(items))]
     assert back == samples
+
+
+def test_a_new_cache_appends_its_rows_and_keeps_one_row_per_key_and_seed(tmp_path, caplog):
+    """New files keep call rows in a rowid table (appended in write order) under a unique index on
+    (key, seed): a commit changes the few index pages its keys fall on rather than the pages of
+    whole rows all over the table (``experiments/bench_executor.py``, cache row). The first row
+    written for a (key, seed) is still the one kept, and said when another is dropped."""
+    cache = SampleCache(tmp_path / "c.sqlite")
+    cache.put_many("k", [(0, Sample("first", 1, 1))], "me", 1, 1)
+    with caplog.at_level(logging.WARNING, logger="llmnet.execute.cache"):
+        cache.put_many("k", [(0, Sample("second", 1, 1))], "you", 1, 1)
+    assert cache.get_paid("k", range(1)) == {0: (Sample("first", 1, 1), "me", 1, 1)} and len(cache) == 1
+    assert "already held 1 of 1" in caplog.text
+    cache.close()
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    table = db.execute("SELECT sql FROM sqlite_master WHERE name = 'calls'").fetchone()[0]
+    assert "WITHOUT ROWID" not in table and "UNIQUE (key, seed)" in table
+    assert [row[1] for row in db.execute("PRAGMA table_info(calls)")] == CALL_COLUMNS
+    assert db.execute("SELECT COUNT(*) FROM pragma_index_list('calls') WHERE \"unique\" = 1").fetchone()[0] == 1
+    db.close()
+
+
+def test_a_cache_laid_out_by_the_previous_llmnet_is_used_as_it_is(tmp_path):
+    """A file whose ``calls`` table is keyed by (key, seed) WITHOUT ROWID (llmnet before the rowid
+    layout) is read and written as it is, never rewritten: both layouts answer the same statements."""
+    path = tmp_path / "prev.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(CALLS_TABLE.replace("UNIQUE (key, seed)\n)", "PRIMARY KEY (key, seed)\n) WITHOUT ROWID")
+                     + ";" + SAMPLES_VIEW + ";")
+    db.execute("INSERT INTO calls VALUES ('k', 0, 2, '[[\"a\",1,1],[\"b\",1,1]]', 'them', 1, 1)")
+    db.commit()
+    db.close()
+    cache = SampleCache(path)
+    cache.put_many("k", [(2, Sample("c", 1, 1))], "me", 1, 1)
+    cache.put_many("k", [(0, Sample("dropped", 1, 1))], "me", 1, 1)  # (0 is held: the file keeps the first)
+    assert {s: r[0].text for s, r in cache.get_paid("k", range(3)).items()} == {0: "a", 1: "b", 2: "c"}
+    cache.close()
+    db = sqlite3.connect(path)
+    assert "WITHOUT ROWID" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'calls'").fetchone()[0]
+    assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 3
+    db.close()

@@ -294,3 +294,26 @@ def test_rows_another_writer_put_first_are_said_not_silently_dropped(tmp_path, c
     assert cache.get_many(KEY, [0, 1]) == {0: Sample("first", 1, 1)}
     assert any("already held 1 of 1 call rows" in r.getMessage() for r in caplog.records)
     cache.close()
+
+
+def test_a_turn_whose_read_fails_unexpectedly_fails_its_lookups_rather_than_leaving_them_waiting(tmp_path):
+    """Any error in a turn's read (not only a CacheError) reaches every lookup of the turn: a query
+    never waits forever for a read that is over."""
+    cache = SampleCache(tmp_path / "c.sqlite")
+
+    def broken(wants):
+        raise RuntimeError("a bug in the read")
+
+    cache.get_paid_many = broken
+
+    async def go():
+        writer = GroupCommit(cache)
+        try:
+            return await asyncio.wait_for(asyncio.gather(writer.lookup(KEY, range(1)), writer.lookup("ef" * 32, range(2)),
+                                                         return_exceptions=True), 10)
+        finally:
+            await writer.aclose()
+
+    got = asyncio.run(go())
+    assert [type(e) for e in got] == [RuntimeError, RuntimeError] and "a bug in the read" in str(got[0])
+    cache.close()

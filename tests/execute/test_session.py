@@ -210,3 +210,13 @@ def test_engines_sharing_a_cache_writer_never_pay_twice_and_commit_together(tmp_
     cache.close()
     with pytest.raises(LlmnetError, match="same cache"):
         Engine(net, None).share(first)
+
+
+def test_a_usage_as_a_dict_has_every_field_in_order_rounded_and_reads_back():
+    from llmnet.execute.usage import FIELDS, Usage
+
+    usage = Usage(1, 2, 3, 4, 5, 6, 0.12345678901234, 0.1234567891, 7, 8, 0.5, 9)
+    plain = usage.to_dict()
+    assert list(plain) == list(FIELDS) and plain["calls"] == 1 and plain["server_cached_tokens"] == 9
+    assert plain["cost_usd"] == 0.123456789 and plain["latency_s"] == 0.123457 and plain["cached_cost_usd"] == 0.5
+    assert Usage(**plain).to_dict() == plain
