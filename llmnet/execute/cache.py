@@ -345,12 +345,7 @@ class SampleCache:
         """Claim ``key`` for this process, or 0 while another process holds it. While the process is
         alone on the file (``llmnet.execute.claims``) a claim is ``CLAIMED_NEW`` when the file holds
         no row of ``key`` (nothing to read), else ``CLAIMED_ALONE``; otherwise ``CLAIMED``."""
-        byte = key_byte(key)
-        granted = self._claims.claim(byte)
-        if granted:
-            held = self._held
-            held[byte] = held.get(byte, 0) + 1
-        return granted
+        return self._claims.claim(key_byte(key), self._held)
 
     def mark_written(self, key: str) -> None:
         """Before a row of ``key`` is written: the file may hold ``key`` from now on (``claim``)."""
@@ -382,14 +377,7 @@ class SampleCache:
         return self._claims.alone
 
     def release(self, key: str) -> None:
-        byte = key_byte(key)
-        count = self._held.get(byte)
-        if count:
-            if count > 1:
-                self._held[byte] = count - 1
-            else:
-                del self._held[byte]
-            self._claims.release(byte)
+        self._claims.release(key_byte(key), 1, self._held)
 
     def put_rows(self, rows: list[tuple], db: sqlite3.Connection | None = None) -> None:
         """``calls`` rows (from ``call_rows``) in one transaction; on ``db`` (a connection from

@@ -211,32 +211,47 @@ class ClaimFile:
         if written is not None:
             written[byte % WRITTEN_SLOTS] = 1  # one byte a slot: a store, safe from any thread
 
-    def claim(self, byte: int) -> int:
+    def claim(self, byte: int, mine: dict[int, int] | None = None) -> int:
         """Claim ``byte`` (a key's, ``key_byte``) for this process: ``CLAIMED_NEW`` or ``CLAIMED_ALONE``
         while alone (the first when the file holds no row of a key with this byte; a hash collision
-        says ALONE), else ``CLAIMED``, or 0 while another process holds it."""
+        says ALONE), else ``CLAIMED``, or 0 while another process holds it. ``mine``: the claiming
+        cache's own counts, kept in the same step (one call a claim: this is on the executor's hot path)."""
         if self.forked:
             raise CacheError(f"a sample cache opened before this process was forked cannot claim keys in it "
                              f"({self.path}); open the cache again in the child")
         with self.lock:
-            count = self.held.get(byte, 0)
-            if not self.alone and not count:
-                try:
-                    if not self._try(fcntl.LOCK_EX, byte):
-                        return 0
-                except OSError as exc:
-                    raise CacheError(f"cannot lock {self.path} ({exc.strerror}); pass another --cache") from None
-            self.held[byte] = count + 1
-            if not self.alone:
-                return CLAIMED
-            written = self.written
-            return CLAIMED_NEW if written is not None and not written[byte % WRITTEN_SLOTS] else CLAIMED_ALONE
+            held = self.held
+            count = held.get(byte, 0)
+            if self.alone:
+                granted = CLAIMED_NEW if self.written is not None and not self.written[byte % WRITTEN_SLOTS] \
+                    else CLAIMED_ALONE
+            else:
+                if not count:
+                    try:
+                        if not self._try(fcntl.LOCK_EX, byte):
+                            return 0
+                    except OSError as exc:
+                        raise CacheError(f"cannot lock {self.path} ({exc.strerror}); pass another --cache") from None
+                granted = CLAIMED
+            held[byte] = count + 1
+            if mine is not None:
+                mine[byte] = mine.get(byte, 0) + 1
+            return granted
 
-    def release(self, byte: int, count: int = 1) -> None:
-        """Give up ``count`` of this process's claims on ``byte``."""
+    def release(self, byte: int, count: int = 1, mine: dict[int, int] | None = None) -> None:
+        """Give up ``count`` of this process's claims on ``byte``; with ``mine`` (a cache's own counts,
+        as ``claim`` kept them) only when that cache holds one."""
         if self.forked:
             return
         with self.lock:
+            if mine is not None:
+                had = mine.get(byte)
+                if not had:
+                    return
+                if had > count:
+                    mine[byte] = had - count
+                else:
+                    del mine[byte]
             left = self.held.get(byte, 0) - count
             if left > 0:
                 self.held[byte] = left

@@ -171,7 +171,8 @@ class GroupCommit:
         """Give up this process's claim on ``key`` once its samples put so far are committed."""
         if key in self.pending:
             self._releases.append(key)
-            self._schedule()
+            if not self._scheduled:
+                self._schedule()
         else:
             self.cache.release(key)
 

@@ -179,7 +179,7 @@ nodes:
     skipping, skipped_reads = run(tmp_path / "a.sqlite")
     with monkeypatch.context() as m:
         claim = claims_module.ClaimFile.claim
-        m.setattr(claims_module.ClaimFile, "claim", lambda self, byte: min(claim(self, byte), CLAIMED_ALONE))
+        m.setattr(claims_module.ClaimFile, "claim", lambda self, byte, mine=None: min(claim(self, byte, mine), CLAIMED_ALONE))
         reading, all_reads = run(tmp_path / "b.sqlite")
     count = ("calls", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "correct")
     assert {k: skipping.summary[k] for k in count} == {k: reading.summary[k] for k in count}
