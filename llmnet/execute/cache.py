@@ -15,8 +15,8 @@ unique index on (key, seed): keys are hashes, so a commit's keys land all over t
 order, and only the index's small entries are written there rather than whole rows (about
 35% less CPU per row at 70k rows than the table keyed by (key, seed) that files written
 before kept; those are used as they are). Older files (a table row per sample) are
-converted in place, in one transaction, the first time they are opened. The view ``samples`` shows one row per
-sample for anyone who queries the file.
+converted in place, in one transaction, the first time they are opened. The view
+``samples`` shows one row per sample for anyone who queries the file.
 
 Each row also says who paid for it (``paid_by``: run id, query and node, process) and
 what the call took (``calls``, ``attempts``, booked on the call's first sample), so a run

@@ -223,8 +223,8 @@ class ClaimFile:
             held = self.held
             count = held.get(byte, 0)
             if self.alone:
-                granted = CLAIMED_NEW if self.written is not None and not self.written[byte % WRITTEN_SLOTS] \
-                    else CLAIMED_ALONE
+                written = self.written
+                granted = CLAIMED_NEW if written is not None and not written[byte % WRITTEN_SLOTS] else CLAIMED_ALONE
             else:
                 if not count:
                     try:

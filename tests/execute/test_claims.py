@@ -179,7 +179,8 @@ nodes:
     skipping, skipped_reads = run(tmp_path / "a.sqlite")
     with monkeypatch.context() as m:
         claim = claims_module.ClaimFile.claim
-        m.setattr(claims_module.ClaimFile, "claim", lambda self, byte, mine=None: min(claim(self, byte, mine), CLAIMED_ALONE))
+        m.setattr(claims_module.ClaimFile, "claim",
+                  lambda self, byte, mine=None: min(claim(self, byte, mine), CLAIMED_ALONE))
         reading, all_reads = run(tmp_path / "b.sqlite")
     count = ("calls", "samples", "cache_hits", "prompt_tokens", "completion_tokens", "correct")
     assert {k: skipping.summary[k] for k in count} == {k: reading.summary[k] for k in count}
@@ -309,8 +310,9 @@ def test_a_turn_whose_read_fails_unexpectedly_fails_its_lookups_rather_than_leav
     async def go():
         writer = GroupCommit(cache)
         try:
-            return await asyncio.wait_for(asyncio.gather(writer.lookup(KEY, range(1)), writer.lookup("ef" * 32, range(2)),
-                                                         return_exceptions=True), 10)
+            lookups = asyncio.gather(writer.lookup(KEY, range(1)), writer.lookup("ef" * 32, range(2)),
+                                     return_exceptions=True)
+            return await asyncio.wait_for(lookups, 10)
         finally:
             await writer.aclose()
 
