@@ -441,8 +441,7 @@ class SampleCache:
         claims, self._claims = self._claims, None
         if claims is not None:  # this cache's claims go; the file closes with the process's last cache on it
             for byte, count in list(self._held.items()):
-                claims.release(byte, count)
-            self._held.clear()
+                claims.release(byte, count, self._held)  # (the counts kept as claim keeps them: under its lock)
             claims.close()
         if wait:
             self._close_db()
