@@ -372,6 +372,12 @@ class SampleCache:
         return {s: rows[s] for s in seeds if s in rows}
 
     @property
+    def fresh(self) -> bool:
+        """This process is alone on a file that had no rows when it became alone: only this process
+        wrote what the file holds (``llmnet.execute.claims``)."""
+        return self._claims.written is not None
+
+    @property
     def alone(self) -> bool:
         """This process is alone on the file (``llmnet.execute.claims``)."""
         return self._claims.alone

@@ -213,6 +213,15 @@ class Engine:
         if cache is None:
             return await self._fetch_runs(limited, request, [(request.seed, n)], None, usage)
         key = request_key(limited.backend.cache_identity(request), request)
+        seeds = range(request.seed, request.seed + n)
+        writer = self._writer or self._writer_for()
+        if writer is not None:
+            if writer.error is not None:
+                raise writer.error
+            rows = writer.at_hand(key, seeds)
+            if rows is not None:  # every sample already here: nothing to pay, so no turn and no claim
+                have = self._book(rows, payer, limited, usage)
+                return [have[s] for s in seeds]
         turns = self._key_turns  # queries of this process on the same prompt take turns: a sample is never paid twice
         waiting = turns.get(key)
         if waiting is None:
@@ -220,7 +229,6 @@ class Engine:
         else:
             await self._turn(key, waiting)
         try:
-            writer = self._writer or self._writer_for()
             if writer is not None:
                 if writer.error is not None:
                     raise writer.error
@@ -231,7 +239,6 @@ class Engine:
                 await asyncio.sleep(CLAIM_POLL_S)
                 claimed = cache.claim(key)
             try:
-                seeds = range(request.seed, request.seed + n)
                 if writer is None:  # another store (a Ray worker's proxy to the driver's cache)
                     rows = cache.get_paid(key, seeds)
                 elif key in writer.pending:  # put moments ago, not yet committed
@@ -244,7 +251,8 @@ class Engine:
                         rows = await writer.lookup(key, seeds)
                 elif claimed == CLAIMED_NEW:  # never in the file: nothing to read
                     rows = {}
-                elif claimed == CLAIMED or (rows := cache.known_rows(key, seeds)) is None:
+                elif claimed == CLAIMED or ((rows := cache.known_rows(key, seeds)) is None
+                                            and (rows := writer.committed_rows(key, seeds)) is None):
                     rows = await writer.lookup(key, seeds)  # read with the turn's other lookups
                 if not rows:  # the usual cold case: one call for all of them
                     return await self._fetch_runs(limited, request, [(request.seed, n)], key, usage,

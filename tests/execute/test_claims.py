@@ -319,3 +319,88 @@ def test_a_turn_whose_read_fails_unexpectedly_fails_its_lookups_rather_than_leav
     got = asyncio.run(go())
     assert [type(e) for e in got] == [RuntimeError, RuntimeError] and "a bug in the read" in str(got[0])
     cache.close()
+
+
+def _engine_on(path, k=3):
+    from llmnet import loads_network
+    from llmnet.execute.engine import Engine
+
+    net = loads_network(f"""
+models: {{sim: {{backend: simulated, model: s}}}}
+task: {{prompt: "Q: {{question}}\\nA:"}}
+nodes:
+  gen: {{kind: generator, model: sim, samples: {k}}}
+""")
+    return Engine(net, SampleCache(path))
+
+
+def _request(question, k=3):
+    from llmnet.backends.base import Request
+    from llmnet.tasks.query import Query
+
+    return Request(f"Q: {question}\nA:", k, 0, 0.7, 1.0, 64, (), "completion", None, None, "generate",
+                   Query(id=question, question=question, answer="1"))
+
+
+def test_samples_already_at_hand_are_served_without_a_turn_or_a_claim(tmp_path, monkeypatch):
+    """A query whose samples this process has in memory (put moments ago, or remembered) pays for
+    nothing: it neither queues behind the query on the same prompt nor claims the key, and it is
+    booked as cache hits."""
+    from llmnet.execute.usage import Usage
+
+    engine = _engine_on(tmp_path / "c.sqlite")
+    claims, turns = [], []
+    claim, turn = SampleCache.claim, type(engine)._turn
+    monkeypatch.setattr(SampleCache, "claim", lambda self, key: claims.append(key) or claim(self, key))
+
+    async def counted_turn(self, key, waiting):
+        turns.append(key)
+        return await turn(self, key, waiting)
+
+    monkeypatch.setattr(type(engine), "_turn", counted_turn)
+
+    async def go():
+        paid, hit, more = Usage(), Usage(), Usage()
+        first = await engine.samples("sim", _request("1+0"), paid, "q1\x1fgen")
+        engine._key_turns[next(iter(engine._writer.pending))] = []  # as if another query were on this prompt
+        again = await asyncio.wait_for(engine.samples("sim", _request("1+0"), hit, "q2\x1fgen"), 10)  # no turn
+        del engine._key_turns[next(iter(engine._writer.pending))]
+        bigger = await engine.samples("sim", _request("1+0", 5), more, "q3\x1fgen")  # seeds 3, 4 are not here
+        await engine.aclose()
+        return first, again, bigger, paid, hit, more
+
+    first, again, bigger, paid, hit, more = asyncio.run(go())
+    assert again == first and bigger[:3] == first
+    assert (paid.calls, paid.cache_hits, hit.calls, hit.cache_hits, more.calls, more.cache_hits) == (1, 0, 0, 3, 1, 3)
+    assert len(claims) == 2 and turns == []  # the first and the third query claimed; the second took nothing
+    engine.cache.close()
+
+
+def test_a_fresh_cache_serves_its_own_committed_samples_without_reading_the_file(tmp_path, monkeypatch):
+    """Alone on a fresh file, the rows this process committed are all the file holds: a later query on
+    the same prompt reads nothing. A file with rows at the start (a resumed run) is read as before."""
+    from llmnet.execute.usage import Usage
+
+    reads = []
+    many = SampleCache.get_paid_many
+    monkeypatch.setattr(SampleCache, "get_paid_many", lambda self, wants: reads.extend(wants) or many(self, wants))
+
+    async def go(engine):
+        for q in ("1+1", "2+2", "3+3"):
+            await engine.samples("sim", _request(q), Usage(), f"{q}\x1fgen")
+        await engine.committed()  # on disk, out of the pending overlay
+        usage = Usage()
+        got = [await engine.samples("sim", _request(q), usage, f"again {q}\x1fgen") for q in ("1+1", "2+2", "3+3")]
+        await engine.aclose()
+        return got, usage
+
+    engine = _engine_on(tmp_path / "fresh.sqlite")
+    assert engine.cache.fresh
+    got, usage = asyncio.run(go(engine))
+    assert reads == [] and (usage.cache_hits, usage.calls) == (9, 0)
+    engine.cache.close()
+    warm = _engine_on(tmp_path / "fresh.sqlite")  # rows there already: not fresh
+    assert not warm.cache.fresh
+    again, usage = asyncio.run(go(warm))
+    assert len(reads) == 3 and again == got and (usage.cache_hits, usage.calls) == (9, 0)
+    warm.cache.close()
