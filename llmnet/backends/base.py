@@ -121,10 +121,11 @@ def request_key(identity: str, request: Request) -> str:
 
 
 def _key_tail(request: Request) -> str:
-    t, p, m = request.temperature, request.top_p, request.max_tokens
-    # repr and type tell apart what compares equal but prints differently (1 and 1.0, 0.0 and -0.0, True)
-    params = (request.system, request.api, repr(t), type(t), repr(p), type(p), repr(m), type(m), request.stop,
-              request.choices, request.role, request.candidate, repr(request.n_candidates))
+    t, p, m, c = request.temperature, request.top_p, request.max_tokens, request.n_candidates
+    # what compares equal but prints differently: types tell apart 1, 1.0 and True, and a zero's repr 0.0 and
+    # -0.0 (a repr of every number would cost a third of the key)
+    params = (request.system, request.api, t, type(t), not t and repr(t), p, type(p), not p and repr(p), m, type(m),
+              not m and repr(m), request.stop, request.choices, request.role, request.candidate, c, type(c))
     tail = _KEY_TAILS.get(params)
     if tail is None:
         tail = ", " + _KEY_JSON.encode([request.system, request.api, t, p, m, list(request.stop),
