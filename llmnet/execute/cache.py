@@ -362,7 +362,8 @@ class SampleCache:
 
     def known_rows(self, key: str, seeds: range) -> dict[int, PaidRow] | None:
         """The file's rows of ``key`` in ``seeds`` as remembered (``remember``) when they cover ``seeds``;
-        else None. Only for a key claimed while alone (``CLAIMED_ALONE``)."""
+        else None. All the file holds there for a key claimed while alone (``CLAIMED_ALONE``); for any
+        other caller, rows the file holds (a row never changes once written)."""
         known = self._claims.known.get(key)
         if known is None or seeds.start < known[0] or seeds.stop - 1 > known[1]:
             return None
@@ -385,9 +386,10 @@ class SampleCache:
     def release(self, key: str) -> None:
         self._claims.release(key_byte(key), 1, self._held)
 
-    def put_rows(self, rows: list[tuple], db: sqlite3.Connection | None = None) -> None:
+    def put_rows(self, rows: list[tuple], db: sqlite3.Connection | None = None) -> bool:
         """``calls`` rows (from ``call_rows``) in one transaction; on ``db`` (a connection from
-        ``connect_writer``, used by one thread) or else on this cache's own."""
+        ``connect_writer``, used by one thread) or else on this cache's own. False when the file
+        already held some of them (it keeps those, the first written)."""
         if db is None:  # (a writer thread's rows were marked when they were put: ``mark_written``)
             for row in rows:
                 self.mark_written(row[0])
@@ -410,6 +412,8 @@ class SampleCache:
             log.warning("sample cache %s already held %d of %d call rows written now (put there meanwhile by "
                         "something that does not claim keys, e.g. a hand-written row); the file keeps the first",
                         self.path, len(rows) - kept, len(rows))
+            return False
+        return True
 
     def connect_writer(self) -> sqlite3.Connection:
         """A second connection for a writer thread (``llmnet.execute.commits``): its commits never

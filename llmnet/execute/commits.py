@@ -139,10 +139,11 @@ class GroupCommit:
         return self.committed_rows(key, seeds) if key in self.committed else None
 
     def committed_rows(self, key: str, seeds: range) -> dict[int, PaidRow] | None:
-        """(Only while alone on a fresh file.) The samples of ``key`` in ``seeds`` as this process
-        committed them, when they cover ``seeds``: the file then holds exactly those (only this
-        process wrote to it, and a row once written never changes), so nothing needs reading.
-        Remembered as a lookup's rows are (``SampleCache.remember``)."""
+        """The samples of ``key`` in ``seeds`` as this process committed them while alone on a fresh
+        file, when they cover ``seeds``: the file holds exactly those (nothing else wrote them first:
+        a commit that found any of its rows already there keeps none here), and a row once written
+        never changes, so nothing needs reading. Remembered as a lookup's rows are
+        (``SampleCache.remember``) while still alone."""
         rows = self.committed.get(key)
         if rows is None:
             return None
@@ -253,16 +254,17 @@ class GroupCommit:
         self._busy = self._loop.run_in_executor(self._pool, self._write, puts)
         self._busy.add_done_callback(lambda f: self._committed(f, puts, releases, after))
 
-    def _write(self, puts: list[tuple]) -> None:
+    def _write(self, puts: list[tuple]) -> bool:
         """On the writer thread: the ``calls`` rows put, in one transaction, and a passive checkpoint
-        now and then."""
+        now and then. False when the file already held some of the rows (``SampleCache.put_rows``)."""
         if self._db is None:
             self._db = self.cache.connect_writer()
-        self.cache.put_rows(puts, self._db)
+        kept = self.cache.put_rows(puts, self._db)
         self._since_checkpoint += len(puts)
         if self._since_checkpoint >= CHECKPOINT_ROWS:
             self._since_checkpoint = 0
             self.cache.checkpoint(self._db)
+        return kept
 
     def _committed(self, f: asyncio.Future, puts: list[tuple], releases: list[str],
                    after: list[Callable[[], None]]) -> None:
@@ -280,14 +282,20 @@ class GroupCommit:
             self._after.clear()  # what depends on the lost rows never becomes visible
             return
         self.commits += 1
-        self._done(puts, releases, after)
+        self._done(puts, releases, after, f.result())
         if self._puts or self._releases or self._after:
             self._schedule()
 
-    def _done(self, puts: list[tuple], releases: list[str], after: list[Callable[[], None]]) -> None:
+    def _done(self, puts: list[tuple], releases: list[str], after: list[Callable[[], None]],
+              all_kept: bool = True) -> None:
         pending = self.pending
-        committed = self.committed if self.cache.fresh else None
-        if committed is not None and len(committed) + len(puts) > COMMITTED_KEYS:
+        committed = self.committed
+        if not all_kept:  # something else wrote some of these keys first (another cache of this process, or
+            for row in puts:  # a hand-written row): what the file holds of them is not what was put here
+                committed.pop(row[0], None)
+        if not all_kept or not self.cache.fresh:
+            committed = None
+        elif len(committed) + len(puts) > COMMITTED_KEYS:
             committed.clear()
         for row in puts:
             if committed is not None:

@@ -346,6 +346,7 @@ def test_samples_already_at_hand_are_served_without_a_turn_or_a_claim(tmp_path, 
     """A query whose samples this process has in memory (put moments ago, or remembered) pays for
     nothing: it neither queues behind the query on the same prompt nor claims the key, and it is
     booked as cache hits."""
+    from llmnet.backends.base import request_key
     from llmnet.execute.usage import Usage
 
     engine = _engine_on(tmp_path / "c.sqlite")
@@ -362,9 +363,10 @@ def test_samples_already_at_hand_are_served_without_a_turn_or_a_claim(tmp_path, 
     async def go():
         paid, hit, more = Usage(), Usage(), Usage()
         first = await engine.samples("sim", _request("1+0"), paid, "q1\x1fgen")
-        engine._key_turns[next(iter(engine._writer.pending))] = []  # as if another query were on this prompt
+        key = request_key(engine.models["sim"].backend.cache_identity(_request("1+0")), _request("1+0"))
+        engine._key_turns[key] = []  # as if another query were on this prompt
         again = await asyncio.wait_for(engine.samples("sim", _request("1+0"), hit, "q2\x1fgen"), 10)  # no turn
-        del engine._key_turns[next(iter(engine._writer.pending))]
+        del engine._key_turns[key]
         bigger = await engine.samples("sim", _request("1+0", 5), more, "q3\x1fgen")  # seeds 3, 4 are not here
         await engine.aclose()
         return first, again, bigger, paid, hit, more
@@ -404,3 +406,35 @@ def test_a_fresh_cache_serves_its_own_committed_samples_without_reading_the_file
     again, usage = asyncio.run(go(warm))
     assert len(reads) == 3 and again == got and (usage.cache_hits, usage.calls) == (9, 0)
     warm.cache.close()
+
+
+def test_a_commit_that_finds_its_rows_already_written_keeps_none_of_them_in_memory(tmp_path, caplog):
+    """A row written into a fresh file by something that does not claim keys wins over the row this
+    process paid for (the file keeps the first): the next query on that prompt gets the file's
+    sample, not the one this process put and remembered."""
+    import sqlite3
+
+    from llmnet.backends.base import request_key
+    from llmnet.execute.usage import Usage
+
+    path = tmp_path / "c.sqlite"
+    engine = _engine_on(path)
+    assert engine.cache.fresh
+
+    async def go():
+        first = await engine.samples("sim", _request("4+4"), Usage(), "q1\x1fgen")
+        key = request_key(engine.models["sim"].backend.cache_identity(_request("4+4")), _request("4+4"))
+        db = sqlite3.connect(path)  # meanwhile, a hand-written row for the same key and seeds
+        db.execute("INSERT INTO calls VALUES (?, 0, 3, ?, 'by hand', 1, 1)",
+                   (key, '[["written first",1,1],["b",1,1],["c",1,1]]'))
+        db.commit()
+        db.close()
+        await engine.committed()
+        again = await engine.samples("sim", _request("4+4"), Usage(), "q2\x1fgen")
+        await engine.aclose()
+        return first, again
+
+    first, again = asyncio.run(go())
+    assert first[0].text != "written first" and [s.text for s in again] == ["written first", "b", "c"]
+    assert any("already held 1 of 1 call rows" in r.getMessage() for r in caplog.records)
+    engine.cache.close()
