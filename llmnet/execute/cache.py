@@ -375,8 +375,9 @@ class SampleCache:
     @property
     def fresh(self) -> bool:
         """This process is alone on a file that had no rows when it became alone: only this process
-        wrote what the file holds (``llmnet.execute.claims``)."""
-        return self._claims.written is not None
+        wrote what the file holds (``llmnet.execute.claims``). False once closed."""
+        claims = self._claims
+        return claims is not None and claims.written is not None
 
     @property
     def alone(self) -> bool:

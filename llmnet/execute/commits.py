@@ -288,15 +288,15 @@ class GroupCommit:
 
     def _done(self, puts: list[tuple], releases: list[str], after: list[Callable[[], None]],
               all_kept: bool = True) -> None:
-        pending = self.pending
-        committed = self.committed
-        if not all_kept:  # something else wrote some of these keys first (another cache of this process, or
-            for row in puts:  # a hand-written row): what the file holds of them is not what was put here
-                committed.pop(row[0], None)
-        if not all_kept or not self.cache.fresh:
-            committed = None
-        elif len(committed) + len(puts) > COMMITTED_KEYS:
-            committed.clear()
+        pending, committed = self.pending, None
+        if puts:  # (none: a commit timer that fired after the last commit, perhaps once the cache closed)
+            if not all_kept:  # something else wrote some of these keys first (another cache of this process,
+                for row in puts:  # a hand-written row): what the file holds of them is not what was put here
+                    self.committed.pop(row[0], None)
+            elif self.cache.fresh:
+                committed = self.committed
+                if len(committed) + len(puts) > COMMITTED_KEYS:
+                    committed.clear()
         for row in puts:
             if committed is not None:
                 had = committed.get(row[0])

@@ -438,3 +438,25 @@ def test_a_commit_that_finds_its_rows_already_written_keeps_none_of_them_in_memo
     assert first[0].text != "written first" and [s.text for s in again] == ["written first", "b", "c"]
     assert any("already held 1 of 1 call rows" in r.getMessage() for r in caplog.records)
     engine.cache.close()
+
+
+def test_a_commit_timer_that_fires_after_the_cache_closed_does_nothing(tmp_path):
+    """A run closes its cache while a commit it scheduled for later is still on the loop's clock
+    (asyncio.run then runs the loop a little longer): the timer must find nothing to do, not fail."""
+    from llmnet.execute import commits
+
+    cache = SampleCache(tmp_path / "c.sqlite")
+    errors = []
+
+    async def go():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        writer = GroupCommit(cache)
+        writer.put(KEY, [(0, Sample("x", 1, 1))])
+        await writer.flushed()  # a commit has just started: the next put waits COMMIT_EVERY_S for its own
+        writer.put("cd" * 32, [(0, Sample("y", 1, 1))])
+        await writer.aclose()  # commits it at once; the timer stays on the clock
+        cache.close()
+        await asyncio.sleep(commits.COMMIT_EVERY_S + 0.1)
+
+    asyncio.run(go())
+    assert errors == []
