@@ -244,20 +244,32 @@ class ClaimFile:
         if self.forked:
             return
         with self.lock:
-            if mine is not None:
-                had = mine.get(byte)
-                if not had:
-                    return
-                if had > count:
-                    mine[byte] = had - count
-                else:
-                    del mine[byte]
-            left = self.held.get(byte, 0) - count
-            if left > 0:
-                self.held[byte] = left
+            self._drop(byte, count, mine)
+
+    def release_all(self, bytes_: list[int], mine: dict[int, int]) -> None:
+        """``release`` of one claim on each of ``bytes_`` (a byte twice: two claims), under one lock."""
+        if self.forked:
+            return
+        with self.lock:
+            for byte in bytes_:
+                self._drop(byte, 1, mine)
+
+    def _drop(self, byte: int, count: int, mine: dict[int, int] | None) -> None:
+        """(Under ``lock``.) See ``release``."""
+        if mine is not None:
+            had = mine.get(byte)
+            if not had:
                 return
-            if self.held.pop(byte, None) is not None and not self.alone and not self.closed:
-                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, byte)
+            if had > count:
+                mine[byte] = had - count
+            else:
+                del mine[byte]
+        left = self.held.get(byte, 0) - count
+        if left > 0:
+            self.held[byte] = left
+            return
+        if self.held.pop(byte, None) is not None and not self.alone and not self.closed:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, byte)
 
     def close(self) -> None:
         """One user fewer; the last closes the file, which drops every lock of this process on it."""

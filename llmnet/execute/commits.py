@@ -310,8 +310,8 @@ class GroupCommit:
                         if other is row:
                             del waiting[i]
                             break
-        for key in releases:
-            self.cache.release(key)
+        if releases:
+            self.cache.release_all(releases)
         for fn in after:
             fn()
 

@@ -324,13 +324,18 @@ class Engine:
     def _book(self, rows: dict[int, Any], payer: str, limited: Limited, usage: Usage) -> dict[int, Sample]:
         """Add cached samples to ``usage``: as paid when this run's earlier (killed) process paid for
         them for this very query and node, so the record equals an uninterrupted run's; else as hits."""
-        mine = f"{self.run_id}\x1f{payer}\x1f"
-        here = mine + self.session
+        session, mine = self.session, None
         have = {}
         hits = hit_p = hit_c = paid_p = paid_c = 0
         for seed, (sample, paid_by, calls, attempts) in rows.items():
             have[seed] = sample
-            if payer and paid_by.startswith(mine) and paid_by != here:
+            if not payer or paid_by.endswith(session):  # paid by this process (the usual case): a hit
+                earlier = False
+            else:
+                if mine is None:
+                    mine = f"{self.run_id}\x1f{payer}\x1f"
+                earlier = paid_by.startswith(mine)
+            if earlier:
                 usage.calls += calls
                 usage.attempts += attempts
                 paid_p += sample.prompt_tokens
