@@ -50,7 +50,7 @@ from pathlib import Path
 
 from llmnet.backends.base import Sample, request_key  # noqa: F401  (the key lives beside Request)
 from llmnet.errors import CacheError
-from llmnet.execute.claims import CLAIM_BYTES, CLAIMED, CLAIMED_ALONE, CLAIMED_NEW, key_byte, open_claims  # noqa: F401
+from llmnet.execute.claims import CLAIMED, CLAIMED_ALONE, CLAIMED_NEW, key_byte, open_claims  # noqa: F401
 
 CALLS_TABLE = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -91,14 +91,6 @@ _NO_LOCK = nullcontext()
 _KEY_SEED = itemgetter(0, 1)
 _PACK = json.JSONEncoder(separators=(",", ":")).encode  # ASCII JSON: any text, lone surrogates included, round-trips
 _ESCAPE = json.encoder.encode_basestring_ascii  # what _PACK does to a str
-
-
-def _byte(key: str) -> int:
-    """``key_byte``, inline for a request key (on the executor's hot path: three times a paid call)."""
-    try:
-        return int(key[:15], 16) % CLAIM_BYTES
-    except ValueError:
-        return key_byte(key)
 
 
 @lru_cache(maxsize=16)
@@ -353,11 +345,11 @@ class SampleCache:
         """Claim ``key`` for this process, or 0 while another process holds it. While the process is
         alone on the file (``llmnet.execute.claims``) a claim is ``CLAIMED_NEW`` when the file holds
         no row of ``key`` (nothing to read), else ``CLAIMED_ALONE``; otherwise ``CLAIMED``."""
-        return self._claims.claim(_byte(key), self._held)
+        return self._claims.claim(key_byte(key), self._held)
 
     def mark_written(self, key: str) -> None:
         """Before a row of ``key`` is written: the file may hold ``key`` from now on (``claim``)."""
-        self._claims.mark_written(_byte(key), key)
+        self._claims.mark_written(key_byte(key), key)
 
     def remember(self, key: str, seeds: range, rows: dict[int, PaidRow]) -> None:
         """(Only while alone.) ``rows`` are all the file holds of ``key`` in ``seeds``, until this process
@@ -393,11 +385,11 @@ class SampleCache:
         return self._claims.alone
 
     def release(self, key: str) -> None:
-        self._claims.release(_byte(key), 1, self._held)
+        self._claims.release(key_byte(key), 1, self._held)
 
     def release_all(self, keys: Sequence[str]) -> None:
         """``release`` of each of ``keys``, in one step (a commit's keys)."""
-        self._claims.release_all([_byte(key) for key in keys], self._held)
+        self._claims.release_all([key_byte(key) for key in keys], self._held)
 
     def put_rows(self, rows: list[tuple], db: sqlite3.Connection | None = None) -> bool:
         """``calls`` rows (from ``call_rows``) in one transaction; on ``db`` (a connection from
