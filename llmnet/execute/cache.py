@@ -117,12 +117,20 @@ def pack_samples(samples: Sequence[Sample]) -> str:
     """``samples`` as the JSON array stored in ``calls.samples``: built from escaped texts for plain
     samples (half the time of the encoder, which sets itself up per call; byte for byte the same,
     ``tests/execute/test_cache_trust.py``), else by the encoder."""
+    packed = _pack_plain(samples)
+    return _pack(samples) if packed is None else packed
+
+
+def _pack_plain(samples: Sequence[Sample]) -> str | None:
+    """``pack_samples`` of plain samples (a str text, int token counts, no server remarks), which
+    ``decode`` turns back into samples with the same values of the same types; None for any other."""
     parts = []
     for s in samples:
         p, c = s.prompt_tokens, s.completion_tokens
-        if (type(p) is not int or type(c) is not int or s.reasoning is not None or s.cached_tokens
-                or s.fingerprint is not None or s.served_model is not None):
-            return _pack(samples)
+        if (type(p) is not int or type(c) is not int or type(s.text) is not str or s.reasoning is not None
+                or s.cached_tokens != 0 or type(s.cached_tokens) is not int or s.fingerprint is not None
+                or s.served_model is not None):
+            return None
         parts.append(f"[{_ESCAPE(s.text)},{p},{c}]")
     return "[" + ",".join(parts) + "]"
 
@@ -153,23 +161,28 @@ def read_paid(db: sqlite3.Connection, key: str, lo: int, hi: int, wanted=None) -
     return unpack(db.execute(_RANGE_SQL, (key, hi)).fetchall(), lo, hi, wanted)
 
 
+def decode(packed: str, memo: dict | None = None) -> tuple[Sample, ...]:
+    """The samples of a ``calls.samples`` array; ``memo``: arrays already decoded (samples are
+    immutable), so a row read again costs no JSON and no new samples."""
+    samples = memo.get(packed) if memo is not None else None
+    if samples is None:
+        samples = tuple(Sample(item[0], item[1], item[2], **item[3]) if len(item) > 3 else Sample(*item)
+                        for item in json.loads(packed))
+        if memo is not None:
+            if len(memo) >= DECODED_ROWS:
+                memo.clear()
+            memo[packed] = samples
+    return samples
+
+
 def unpack(rows, lo: int, hi: int, wanted=None, memo: dict | None = None) -> dict[int, PaidRow]:
     """``calls`` rows (seed, n, samples, paid_by, calls, attempts) of one key, in seed order, as
-    ``read_paid`` gives them. ``memo``: packed arrays already decoded (samples are immutable), so a
-    row read again costs no JSON and no new samples."""
+    ``read_paid`` gives them. ``memo``: as ``decode``'s."""
     out: dict[int, PaidRow] = {}
     for seed, n, packed, by, calls, attempts in rows:
         if seed + n <= lo or seed > hi:
             continue
-        samples = memo.get(packed) if memo is not None else None
-        if samples is None:
-            samples = tuple(Sample(item[0], item[1], item[2], **item[3]) if len(item) > 3 else Sample(*item)
-                            for item in json.loads(packed))
-            if memo is not None:
-                if len(memo) >= DECODED_ROWS:
-                    memo.clear()
-                memo[packed] = samples
-        for j, sample in enumerate(samples):
+        for j, sample in enumerate(decode(packed, memo)):
             s = seed + j
             if lo <= s <= hi and s not in out and (wanted is None or s in wanted):
                 out[s] = (sample, by, calls, attempts) if j == 0 else (sample, by, 0, 0)
@@ -315,6 +328,22 @@ class SampleCache:
             except (ValueError, TypeError, IndexError, KeyError):
                 raise self._unusable(sqlite3.DatabaseError(f"a damaged row for key {key[:12]}")) from None
         return out
+
+    def pack(self, samples: Sequence[Sample]) -> str:
+        """``pack_samples``; plain samples are remembered as their own decoding (``decode`` would make
+        the same), so a row put moments ago and asked for again costs no JSON and no new samples."""
+        packed = _pack_plain(samples)
+        if packed is None:
+            return _pack(samples)
+        memo = self._decoded
+        if len(memo) >= DECODED_ROWS:
+            memo.clear()
+        memo[packed] = tuple(samples)
+        return packed
+
+    def decode(self, packed: str) -> tuple[Sample, ...]:
+        """``decode`` with this cache's decoded rows."""
+        return decode(packed, self._decoded)
 
     def unpack(self, rows: list[tuple], lo: int = -(1 << 62), hi: int = 1 << 62) -> dict[int, PaidRow]:
         """``unpack`` with this cache's decoded rows."""

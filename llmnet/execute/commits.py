@@ -14,11 +14,15 @@ statement (``SampleCache.get_paid_many``). A process alone on its cache
 (``llmnet.execute.claims``) needs fewer: a key the file cannot hold is not looked up at all,
 the file's rows of a key looked up once are remembered (``SampleCache.remember``) until this
 process writes more of it, and on a file that was empty when it became alone the rows it
-committed itself are kept (``committed_rows``): nobody else wrote there. A query whose samples
-are all in memory this way (``at_hand``) takes no claim and no turn: it pays for nothing, and a
-row never changes once in the file. (Measured on bench_executor's 100k-query cold run, where 59%
-of the prompts repeat: 8.4k lookups and 5k queries queued behind another on the same prompt
-before, 2k and 0.2k after.)
+committed itself are kept (``committed_rows``; the newest, up to ``COMMITTED_BYTES``): nobody
+else wrote there. A query whose samples are all in memory this way (``at_hand``) takes no claim
+and no turn: it pays for nothing, and a row never changes once in the file. The usual repeat,
+one call's row holding exactly the seeds asked for (``row_at_hand``), is served from that row
+and the samples its call returned (``SampleCache.pack`` keeps them as the row's decoding).
+Measured on bench_executor's 100k-query cold run, where 59% of the prompts repeat: 8.4k lookups
+and 5k queries queued behind another on the same prompt with neither, 2k and 0.2k with the
+committed rows kept up to 16,384 keys and then dropped all at once, 0.4k and 0.1k with the
+newest kept up to 32 MiB (which holds all 41k keys of that run: 655 bytes a key).
 
 What stays on disk after ``kill -9``: every committed batch, never a torn one (SQLite
 transactions); the batch being committed and the one being filled may be lost, and the
@@ -35,12 +39,13 @@ so that nothing that depends on a sample is visible before the sample itself:
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
-from llmnet.execute.cache import PaidRow, SampleCache, call_rows, pack_samples
+from llmnet.execute.cache import PaidRow, SampleCache, call_rows
 
 CHECKPOINT_ROWS = 20_000  # the writer thread checkpoints the WAL (passive) after about this many rows
 COMMIT_EVERY_S = 0.2  # a commit starts this long after the last one started, or ...
@@ -48,7 +53,9 @@ COMMIT_PUTS = 4096  # ... once this many calls' samples wait, or when someone wa
 BACKLOG_KEYS = 512  # keys put but not committed, beyond which the executor waits for a commit (``wait``) ...
 BACKLOG_KEYS_ALONE = 8192  # ... or while the process is alone on the cache, when claims cost nothing (but
 # a newcomer waits while they become locks: about 0.2 s for 8,192, the kernel walking its list for each)
-COMMITTED_KEYS = 16_384  # keys whose committed rows a process alone on a fresh cache keeps (then afresh)
+COMMITTED_BYTES = 32 << 20  # the rows a process alone on a fresh cache keeps of those it committed (the oldest go)
+ROW_BYTES = 480  # a kept row's memory beyond its strings' characters (its tuples, the strings' headers, the dict's
+# entry: measured at 655 bytes a key, 183 of them characters, over bench_executor's 100k-query cold run)
 
 
 class GroupCommit:
@@ -57,7 +64,9 @@ class GroupCommit:
     def __init__(self, cache: SampleCache):
         self.cache = cache
         self.pending: dict[str, list[tuple]] = {}  # put, not yet committed: key -> its ``calls`` rows
-        self.committed: dict[str, tuple] = {}  # while alone on a fresh file: key -> its rows committed here
+        self.committed: OrderedDict[str, tuple] = OrderedDict()  # while alone on a fresh file: key -> its rows
+        # committed here, the oldest first, up to COMMITTED_BYTES (``_kept_bytes``, as ROW_BYTES reckons them)
+        self._kept_bytes = 0
         self.commits = 0  # transactions so far (rows / commits is the batch size)
         self.error: CacheError | None = None  # the first failed commit: the run must stop
         self._puts: list[tuple] = []  # ``calls`` rows not yet handed to the writer
@@ -88,7 +97,7 @@ class GroupCommit:
     def put_call(self, key: str, seed: int, samples: Sequence[Sample], paid_by: str, calls: int,
                  attempts: int) -> None:
         """``put`` of one call's samples (seeds ``seed``, ``seed + 1``, ...): its one row, made directly."""
-        self._put(key, [(key, seed, len(samples), pack_samples(samples), paid_by, calls, attempts)])
+        self._put(key, [(key, seed, len(samples), self.cache.pack(samples), paid_by, calls, attempts)])
 
     def _put(self, key: str, rows: list[tuple]) -> None:
         if self.error is not None:
@@ -137,6 +146,19 @@ class GroupCommit:
         if rows is not None:
             return rows if len(rows) == len(seeds) else None
         return self.committed_rows(key, seeds) if key in self.committed else None
+
+    def row_at_hand(self, key: str, seeds: range) -> tuple | None:
+        """The ``calls`` row of ``key`` that holds exactly ``seeds``, when it is the only one put and not
+        yet committed, or else the only one this process committed to a fresh file (as ``at_hand``):
+        the usual repeat of a prompt, served without building a row per sample."""
+        rows = self.pending.get(key)
+        if rows is None:
+            rows = self.committed.get(key)
+        if rows is not None and len(rows) == 1:
+            row = rows[0]
+            if row[1] == seeds.start and row[2] == len(seeds):
+                return row
+        return None
 
     def committed_rows(self, key: str, seeds: range) -> dict[int, PaidRow] | None:
         """The samples of ``key`` in ``seeds`` as this process committed them while alone on a fresh
@@ -292,15 +314,14 @@ class GroupCommit:
         if puts:  # (none: a commit timer that fired after the last commit, perhaps once the cache closed)
             if not all_kept:  # something else wrote some of these keys first (another cache of this process,
                 for row in puts:  # a hand-written row): what the file holds of them is not what was put here
-                    self.committed.pop(row[0], None)
+                    self._forget(row[0])
             elif self.cache.fresh:
                 committed = self.committed
-                if len(committed) + len(puts) > COMMITTED_KEYS:
-                    committed.clear()
         for row in puts:
             if committed is not None:
                 had = committed.get(row[0])
                 committed[row[0]] = (row,) if had is None else had + (row,)
+                self._kept_bytes += len(row[0]) + len(row[3]) + len(row[4]) + ROW_BYTES
             waiting = pending.get(row[0])
             if waiting is not None:
                 if len(waiting) == 1:
@@ -310,10 +331,18 @@ class GroupCommit:
                         if other is row:
                             del waiting[i]
                             break
+        while self._kept_bytes > COMMITTED_BYTES and committed:  # the oldest go
+            self._forget(next(iter(committed)))
         if releases:
             self.cache.release_all(releases)
         for fn in after:
             fn()
+
+    def _forget(self, key: str) -> None:
+        """``key``'s committed rows are no longer kept."""
+        rows = self.committed.pop(key, None)
+        if rows is not None:
+            self._kept_bytes -= sum(len(row[0]) + len(row[3]) + len(row[4]) + ROW_BYTES for row in rows)
 
     async def aclose(self) -> None:
         """Commit everything put so far, run what waits for it, and stop the writer thread.

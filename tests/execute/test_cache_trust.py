@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from llmnet.backends.base import Sample
 from llmnet.errors import CacheError
 from llmnet.execute import RunConfig, run_network
-from llmnet.execute.cache import (CALL_COLUMNS, CALLS_TABLE, SAMPLES_VIEW, SampleCache, _pack, call_rows, pack,
-                                  pack_samples)
+from llmnet.execute.cache import (CALL_COLUMNS, CALLS_TABLE, SAMPLES_VIEW, SampleCache, _pack, call_rows, decode,
+                                  pack, pack_samples)
 from llmnet.tasks.datasets import arithmetic
 from tests.cli.test_main import llmnet
 from tests.conftest import ROOT
@@ -248,6 +248,37 @@ def test_packed_samples_are_the_encoders_bytes_and_read_back_whole(samples):
         assert call_rows("k", items, "me", 1, 2) == [("k", 0, len(samples), pack_samples(samples), "me", 1, 2)]
     back = [Sample(i[0], i[1], i[2], **i[3]) if len(i) > 3 else Sample(*i) for i in json.loads(pack(items))]
     assert back == samples
+
+
+class Text(str):
+    """A backend's text of a str subclass: stored as text, read back as a str."""
+
+
+_odd_samples = st.builds(Sample, st.text() | st.text().map(Text),
+                         st.integers(0, 99) | st.booleans() | st.floats(0, 99), st.integers(0, 99) | st.booleans(),
+                         st.none() | st.text(min_size=1), st.integers(0, 5) | st.sampled_from([0.0, False, 1.0]))
+
+
+def test_a_packed_calls_samples_are_remembered_as_exactly_what_reading_them_back_gives(tmp_path):
+    """``SampleCache.pack`` keeps a plain call's own samples as its row's decoding, so a repeat of the
+    prompt served from memory gets what a read of the file gets: the same values of the same types
+    (0 and 0.0, 1 and True, a str and a str subclass differ), and the stored bytes are the encoder's."""
+    cache = SampleCache(tmp_path / "c.sqlite")
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_samples | _odd_samples, min_size=1, max_size=6))
+    def check(samples):
+        packed = cache.pack(samples)
+        assert packed == _pack(samples) == pack_samples(samples)
+        kept, read = cache.decode(packed), decode(packed)  # (no memo: as a read of the file gives it)
+        assert kept == read
+        fields = ("text", "prompt_tokens", "completion_tokens", "reasoning", "cached_tokens", "fingerprint",
+                  "served_model")
+        assert [[type(getattr(s, f)) for f in fields] for s in kept] == \
+               [[type(getattr(s, f)) for f in fields] for s in read]
+
+    check()
+    cache.close()
 
 
 def test_a_new_cache_appends_its_rows_and_keeps_one_row_per_key_and_seed(tmp_path, caplog):

@@ -460,3 +460,89 @@ def test_a_commit_timer_that_fires_after_the_cache_closed_does_nothing(tmp_path)
 
     asyncio.run(go())
     assert errors == []
+
+
+def test_a_repeat_served_from_its_one_row_in_memory_gets_and_books_what_the_general_path_does(tmp_path,
+                                                                                          monkeypatch):
+    """A prompt asked again while its call's row is pending, and again once committed, is served from
+    that one row (``GroupCommit.row_at_hand``): the same samples, hits, cached tokens and dollars as
+    through ``at_hand`` and ``_book``, with no call and no claim."""
+    from llmnet import loads_network
+    from llmnet.execute.engine import Engine
+    from llmnet.execute.usage import Usage
+
+    net = loads_network("""
+models: {sim: {backend: simulated, model: s, price: {input: 2, output: 3}}}
+task: {prompt: "Q: {question}\\nA:"}
+nodes:
+  gen: {kind: generator, model: sim, samples: 3}
+""")
+    claims = []
+    claim = SampleCache.claim
+    monkeypatch.setattr(SampleCache, "claim", lambda self, key: claims.append(key) or claim(self, key))
+
+    async def go(engine):
+        paid, pending, committed = Usage(), Usage(), Usage()
+        first = await engine.samples("sim", _request("7*6"), paid, "7*6\x1fgen")
+        again = await engine.samples("sim", _request("7*6"), pending, "again\x1fgen")  # not yet committed
+        await engine.committed()
+        late = await engine.samples("sim", _request("7*6"), committed, "late\x1fgen")
+        await engine.aclose()
+        return first, again, late, paid, pending, committed
+
+    fast = Engine(net, SampleCache(tmp_path / "fast.sqlite"))
+    first, again, late, paid, pending, committed = asyncio.run(go(fast))
+    assert len(claims) == 1 and paid.calls == 1 and again == late == first
+    assert pending == committed and (pending.calls, pending.cache_hits, pending.samples) == (0, 3, 3)
+    assert pending.cached_tokens == paid.prompt_tokens + paid.completion_tokens > 0
+    assert pending.cached_cost_usd == pytest.approx(paid.cost_usd) and pending.cached_cost_usd > 0
+    fast.cache.close()
+
+    monkeypatch.setattr(GroupCommit, "row_at_hand", lambda self, key, seeds: None)  # the general path only
+    general = Engine(net, SampleCache(tmp_path / "general.sqlite"))
+    got = asyncio.run(go(general))
+    assert [[s.text for s in g] for g in got[:3]] == [[s.text for s in g] for g in (first, again, late)]
+    assert got[4:] == (pending, committed)
+    assert {**got[3].to_dict(), "latency_s": 0} == {**paid.to_dict(), "latency_s": 0}
+    general.cache.close()
+
+
+def test_a_fresh_cache_keeps_its_newest_committed_rows_within_a_memory_budget(tmp_path, monkeypatch):
+    """The rows kept after a commit (``GroupCommit.committed``) are bounded in bytes, the oldest going
+    first: a prompt whose rows were dropped is read from the file again, a newer one is not."""
+    from llmnet.execute import commits
+    from llmnet.execute.usage import Usage
+
+    def cost(row):
+        return len(row[0]) + len(row[3]) + len(row[4]) + commits.ROW_BYTES
+
+    reads = []
+    many = SampleCache.get_paid_many
+    monkeypatch.setattr(SampleCache, "get_paid_many", lambda self, wants: reads.extend(wants) or many(self, wants))
+    engine = _engine_on(tmp_path / "c.sqlite")
+    questions = [f"{i}+{i}" for i in range(6)]
+
+    async def go():
+        for q in questions:
+            await engine.samples("sim", _request(q), Usage(), f"{q}\x1fgen")
+            await engine.committed()  # a commit each: the first committed are the oldest
+        writer = engine._writer
+        kept = dict(writer.committed)
+        assert len(kept) == 6 and writer._kept_bytes == sum(cost(r) for rows in kept.values() for r in rows)
+        monkeypatch.setattr(commits, "COMMITTED_BYTES", writer._kept_bytes - 1)  # no room for one more key
+        await engine.samples("sim", _request("new"), Usage(), "new\x1fgen")
+        await engine.committed()
+        now, old = list(writer.committed), list(kept)
+        dropped = len(old) + 1 - len(now)
+        assert dropped >= 1 and now[:-1] == old[dropped:] and now[-1] not in kept  # the oldest went, only they
+        assert writer._kept_bytes == sum(cost(r) for rows in writer.committed.values() for r in rows)
+        assert writer._kept_bytes <= commits.COMMITTED_BYTES < writer._kept_bytes + cost(kept[old[dropped - 1]][0])
+        usage = Usage()
+        await engine.samples("sim", _request(questions[-1]), usage, "again\x1fgen")  # kept: nothing read
+        assert reads == [] and usage.cache_hits == 3
+        await engine.samples("sim", _request(questions[0]), usage, "again\x1fgen")  # dropped: read
+        assert len(reads) == 1 and usage.cache_hits == 6 and usage.calls == 0
+        await engine.aclose()
+
+    asyncio.run(go())
+    engine.cache.close()
