@@ -84,6 +84,8 @@ _RANGE_SQL = "SELECT seed, n, samples, paid_by, calls, attempts FROM calls WHERE
 KNOWN_KEYS = 8192  # keys whose rows a process alone on the cache remembers from lookups (then afresh)
 DECODED_ROWS = 4096  # rows a cache remembers decoded (``unpack``), then it starts afresh
 READ_KEYS = 256  # keys a batched read's statement asks for
+PAGE_BYTES = 16384  # a new file's page size (SQLite's default 4,096): a commit's keys land all over the index,
+# and fewer, larger pages cost the writer less: 41k rows in commits of 4,096, 113 -> 83 ms; 100k, 380 -> 272 ms
 INSERT_ROWS = 128  # rows a statement (7 parameters each: under the 999 of older SQLite builds)
 log = logging.getLogger(__name__)
 PaidRow = tuple[Sample, str, int, int]  # the sample, who paid, calls and attempts booked on it
@@ -216,6 +218,7 @@ class SampleCache:
         try:
             with self._guard():
                 self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new file's (before WAL: then it is fixed)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA cache_size=-16384")  # 16 MiB of pages (default 2): fewer reads from the OS

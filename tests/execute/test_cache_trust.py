@@ -281,6 +281,28 @@ def test_a_packed_calls_samples_are_remembered_as_exactly_what_reading_them_back
     cache.close()
 
 
+def test_a_new_cache_file_has_large_pages_and_an_existing_file_keeps_its_own(tmp_path):
+    """New files get ``PAGE_BYTES`` pages (fewer pages for a commit's scattered keys to rewrite); a file
+    made with SQLite's default pages is used as it is, its samples read and new ones written."""
+    from llmnet.execute.cache import PAGE_BYTES
+
+    fresh = SampleCache(tmp_path / "new.sqlite")
+    fresh.put_many("k", [(0, Sample("a", 1, 1))])
+    fresh.close()
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.executescript(CALLS_TABLE + ";" + SAMPLES_VIEW)
+    db.execute("INSERT INTO calls VALUES ('k', 0, 1, '[[\"b\",1,1]]', '', 1, 1)")
+    db.commit()
+    db.close()
+    cache = SampleCache(old)
+    cache.put_many("k", [(1, Sample("c", 1, 1))])
+    assert [s.text for s in cache.get_many("k", [0, 1]).values()] == ["b", "c"]
+    cache.close()
+    sizes = [sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] for path in (tmp_path / "new.sqlite", old)]
+    assert sizes == [PAGE_BYTES, 4096] and PAGE_BYTES > 4096
+
+
 def test_a_new_cache_appends_its_rows_and_keeps_one_row_per_key_and_seed(tmp_path, caplog):
     """New files keep call rows in a rowid table (appended in write order) under a unique index on
     (key, seed): a commit changes the few index pages its keys fall on rather than the pages of
