@@ -219,7 +219,7 @@ class Engine:
             if writer.error is not None:
                 raise writer.error
             row = writer.row_at_hand(key, seeds)
-            if row is not None and row[4].endswith(self.session):  # paid by this process moments ago: a hit
+            if row is not None and row[4].endswith(self.session):  # paid by this process (as _book): a hit
                 samples = cache.decode(row[3])
                 hit_p = hit_c = 0
                 for sample in samples:

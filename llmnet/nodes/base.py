@@ -22,6 +22,12 @@ class Candidate:
     weight: float = 1.0
     source: str = ""
 
+    def __init__(self, text: str, answer: str | None, weight: float = 1.0, source: str = "") -> None:
+        # (what the generated __init__ of a frozen dataclass does, an object.__setattr__ a field, in half the
+        # time: K are made per query; still frozen, compared and hashed by its fields)
+        d = self.__dict__
+        d["text"], d["answer"], d["weight"], d["source"] = text, answer, weight, source
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -29,6 +35,10 @@ class Answer:
 
     answer: str | None
     text: str | None = None
+
+    def __init__(self, answer: str | None, text: str | None = None) -> None:
+        d = self.__dict__  # (as Candidate's)
+        d["answer"], d["text"] = answer, text
 
 
 Output = list[Candidate] | Answer

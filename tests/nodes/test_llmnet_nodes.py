@@ -260,3 +260,25 @@ def test_shipped_graphs_draw(name, tmp_path):
     assert all(node in text for node in net.nodes)
     draw_png(net, tmp_path / "g.png")
     assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_candidates_and_answers_are_frozen_values_made_by_keyword_or_position():
+    """Candidate and Answer set their fields themselves (a faster __init__): still frozen dataclasses,
+    equal and hashed by their fields, with their defaults, keywords and ``dataclasses.replace``."""
+    import dataclasses
+
+    from llmnet.nodes.base import Answer, Candidate
+
+    c = Candidate("t", "1")
+    assert (c.text, c.answer, c.weight, c.source) == ("t", "1", 1.0, "")
+    assert c == Candidate(text="t", answer="1", weight=1.0, source="") and hash(c) == hash(Candidate("t", "1"))
+    assert dataclasses.replace(c, weight=0.5) == Candidate("t", "1", 0.5) != c
+    assert dataclasses.asdict(Candidate("t", None, 2.0, "gen")) == {"text": "t", "answer": None, "weight": 2.0,
+                                                                    "source": "gen"}
+    a = Answer("42")
+    assert (a.answer, a.text) == ("42", None) and a == Answer(answer="42", text=None) and {a, Answer("42")} == {a}
+    for obj, field in ((c, "text"), (a, "answer")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, "x")
+    with pytest.raises(TypeError):
+        Candidate("t")  # answer is required
