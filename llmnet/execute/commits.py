@@ -58,6 +58,11 @@ ROW_BYTES = 480  # a kept row's memory beyond its strings' characters (its tuple
 # entry: measured at 655 bytes a key, 183 of them characters, over bench_executor's 100k-query cold run)
 
 
+def _kept_bytes(row: tuple) -> int:
+    """The memory a kept ``calls`` row is reckoned at: its key's, samples' and payer's characters and ROW_BYTES."""
+    return len(row[0]) + len(row[3]) + len(row[4]) + ROW_BYTES
+
+
 class GroupCommit:
     """Write-behind batches of ``put``s to one ``SampleCache`` from one event loop; ``aclose`` commits the rest."""
 
@@ -321,7 +326,7 @@ class GroupCommit:
             if committed is not None:
                 had = committed.get(row[0])
                 committed[row[0]] = (row,) if had is None else had + (row,)
-                self._kept_bytes += len(row[0]) + len(row[3]) + len(row[4]) + ROW_BYTES
+                self._kept_bytes += _kept_bytes(row)
             waiting = pending.get(row[0])
             if waiting is not None:
                 if len(waiting) == 1:
@@ -342,7 +347,7 @@ class GroupCommit:
         """``key``'s committed rows are no longer kept."""
         rows = self.committed.pop(key, None)
         if rows is not None:
-            self._kept_bytes -= sum(len(row[0]) + len(row[3]) + len(row[4]) + ROW_BYTES for row in rows)
+            self._kept_bytes -= sum(map(_kept_bytes, rows))
 
     async def aclose(self) -> None:
         """Commit everything put so far, run what waits for it, and stop the writer thread.
