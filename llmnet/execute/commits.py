@@ -58,7 +58,7 @@ ROW_BYTES = 480  # a kept row's memory beyond its strings' characters (its tuple
 # entry: measured at 655 bytes a key, 183 of them characters, over bench_executor's 100k-query cold run)
 
 
-def _kept_bytes(row: tuple) -> int:
+def _row_bytes(row: tuple) -> int:
     """The memory a kept ``calls`` row is reckoned at: its key's, samples' and payer's characters and ROW_BYTES."""
     return len(row[0]) + len(row[3]) + len(row[4]) + ROW_BYTES
 
@@ -70,7 +70,7 @@ class GroupCommit:
         self.cache = cache
         self.pending: dict[str, list[tuple]] = {}  # put, not yet committed: key -> its ``calls`` rows
         self.committed: OrderedDict[str, tuple] = OrderedDict()  # while alone on a fresh file: key -> its rows
-        # committed here, the oldest first, up to COMMITTED_BYTES (``_kept_bytes``, as ROW_BYTES reckons them)
+        # committed here, the oldest first, up to COMMITTED_BYTES (``_kept_bytes``, as ``_row_bytes`` reckons them)
         self._kept_bytes = 0
         self.commits = 0  # transactions so far (rows / commits is the batch size)
         self.error: CacheError | None = None  # the first failed commit: the run must stop
@@ -144,9 +144,9 @@ class GroupCommit:
         not yet committed (``pending``), the file's rows remembered while alone (``SampleCache.known_rows``)
         or rows this process committed to a fresh file (``committed_rows``). A hit needs no claim: it pays
         for nothing, and a row in the file never changes once written."""
-        if key in self.pending:
-            pend = self.rows_of(key)
-            return {s: pend[s] for s in seeds} if all(s in pend for s in seeds) else None
+        pend = self.pending.get(key)
+        if pend is not None:
+            return self._covering(pend, seeds)
         rows = self.cache.known_rows(key, seeds)
         if rows is not None:
             return rows if len(rows) == len(seeds) else None
@@ -172,14 +172,16 @@ class GroupCommit:
         never changes, so nothing needs reading. Remembered as a lookup's rows are
         (``SampleCache.remember``) while still alone."""
         rows = self.committed.get(key)
-        if rows is None:
-            return None
-        got = self.cache.unpack([row[1:] for row in rows], seeds.start, seeds.stop - 1)
-        if len(got) < len(seeds):
-            return None
-        if self.cache.alone:
+        got = None if rows is None else self._covering(rows, seeds)
+        if got is not None and self.cache.alone:
             self.cache.remember(key, seeds, got)
         return got
+
+    def _covering(self, rows: list[tuple] | tuple, seeds: range) -> dict[int, PaidRow] | None:
+        """The samples of ``calls`` rows of one key in ``seeds`` (the first row holding a seed wins, as
+        in the file) when they cover every seed, else None."""
+        got = self.cache.unpack([row[1:] for row in rows], seeds.start, seeds.stop - 1)
+        return got if len(got) == len(seeds) else None
 
     def _read(self) -> None:
         wants, found = self._wants, self._found
@@ -326,7 +328,7 @@ class GroupCommit:
             if committed is not None:
                 had = committed.get(row[0])
                 committed[row[0]] = (row,) if had is None else had + (row,)
-                self._kept_bytes += _kept_bytes(row)
+                self._kept_bytes += _row_bytes(row)
             waiting = pending.get(row[0])
             if waiting is not None:
                 if len(waiting) == 1:
@@ -347,7 +349,7 @@ class GroupCommit:
         """``key``'s committed rows are no longer kept."""
         rows = self.committed.pop(key, None)
         if rows is not None:
-            self._kept_bytes -= sum(map(_kept_bytes, rows))
+            self._kept_bytes -= sum(map(_row_bytes, rows))
 
     async def aclose(self) -> None:
         """Commit everything put so far, run what waits for it, and stop the writer thread.
